@@ -1,0 +1,150 @@
+//! Observed state, shared by both kinds.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What Landform observed and did. Secrets never appear here: outputs are listed by name only,
+/// and plan values are redacted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    /// The generation of the spec the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// kstatus-compatible conditions: Ready, Reconciling, Stalled, Planned, Applied, Drifted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The source revision last applied, e.g. `1.2.0@sha256:…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    /// The source revision of the last run, successful or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// Digest of the artifact last applied; destroy uses exactly this artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_digest: Option<String>,
+
+    /// The current plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanStatus>,
+    /// The last drift check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftStatus>,
+    /// The run in flight, or the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunStatus>,
+    /// Who holds the state lock, when a run holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockStatus>,
+
+    /// Names of the outputs written to `writeOutputsToSecret` (never their values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+
+    /// Consecutive failed attempts; drives the exponential backoff, and survives restarts.
+    #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
+    pub failures: u32,
+    /// When the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<Time>,
+
+    /// The value of the `reconcile.fluxcd.io/requestedAt` annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+}
+
+/// A plan waiting for approval or applied.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStatus {
+    /// Hash of artifact digest, resolved inputs and engine version; approve with this ID.
+    pub id: String,
+    /// True while the plan waits for approval or apply.
+    #[serde(default)]
+    pub pending: bool,
+    /// The revision the plan was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    pub summary: PlanSummary,
+    /// The planned changes (bounded; `summary` has the totals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceChange>,
+}
+
+/// Counts of planned changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanSummary {
+    #[schemars(extend("format" = "int32"))]
+    pub add: u32,
+    #[schemars(extend("format" = "int32"))]
+    pub change: u32,
+    #[schemars(extend("format" = "int32"))]
+    pub destroy: u32,
+}
+
+/// One changed resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceChange {
+    /// Resource address (OpenTofu) or logical ID (CloudFormation).
+    pub address: String,
+    /// Resource type.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    pub resource_type: Option<String>,
+    /// create, update, delete, replace, read, or for drift: update, delete.
+    pub action: String,
+    /// Changed attribute paths (values are never shown).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+}
+
+/// Drift report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftStatus {
+    pub state: DriftState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<Time>,
+    /// Total drifted resources (the list below is bounded).
+    #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
+    pub total: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceChange>,
+}
+
+/// Result of a drift check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DriftState {
+    InSync,
+    Drifted,
+    #[default]
+    Unknown,
+}
+
+/// A run: one engine operation in one runner pod.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatus {
+    pub name: String,
+    /// plan, apply, destroy or drift.
+    pub operation: String,
+    /// Pending, Running, Succeeded or Failed.
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+}
+
+/// The state lock as Landform knows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LockStatus {
+    pub id: String,
+    pub holder_run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+}

@@ -1,0 +1,3 @@
+//! Command-line entry points other than the controller.
+
+pub mod crds;

@@ -1,0 +1,21 @@
+//! What every reconciliation shares.
+
+use std::sync::Arc;
+
+use kube::Client;
+use kube::runtime::events::Recorder;
+
+use super::metrics::Metrics;
+
+/// Controller-wide settings taken from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub allow_cross_namespace_refs: bool,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+}

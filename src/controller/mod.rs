@@ -1,0 +1,249 @@
+//! `landform controller`: watches `Terraform` and `CloudFormationStack` objects and reconciles
+//! them.
+
+mod backoff;
+mod context;
+mod http;
+mod leader;
+mod metrics;
+mod outcome;
+mod reconcile;
+mod steps;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::api::{CloudFormationStack, Managed, Terraform};
+use crate::telemetry::LogFormat;
+pub use context::{Context, Settings};
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Options {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LANDFORM_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "LANDFORM_METRICS_ADDR")]
+    pub metrics_addr: SocketAddr,
+
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "LANDFORM_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Take a leader-election Lease before acting, so that only one replica works at a time.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "landform-system")]
+    pub leader_election_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "landform-controller")]
+    pub leader_election_name: String,
+
+    /// Identity of this instance in the Lease and in events (default: host name and process ID).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Allow `sourceRef`s to Flux objects in other namespaces.
+    #[arg(long)]
+    pub allow_cross_namespace_refs: bool,
+
+    /// Objects reconciled in parallel, per kind.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "connecting to the Kubernetes API (in-cluster, or the kubeconfig in KUBECONFIG / ~/.kube/config): {0}"
+    )]
+    Connect(#[source] kube::Error),
+    #[error("serving metrics on {addr}: {source}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Leader(#[from] leader::Error),
+}
+
+fn identity(opts: &Options) -> String {
+    opts.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "landform".into());
+        format!("{host}-{}", std::process::id())
+    })
+}
+
+/// Fires `tx` on SIGTERM or SIGINT.
+fn spawn_signal_handler(tx: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    futures::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = term => tracing::info!("SIGTERM received; shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received; shutting down"),
+        }
+        let _ = tx.send(true);
+    });
+}
+
+fn api_for<K: Managed>(client: &Client, namespace: Option<&str>) -> Api<K> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run_kind<K: Managed>(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let api = api_for::<K>(&ctx.client, namespace.as_deref());
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(kind = K::KIND, object = %obj, "reconciled"),
+                Err(e) => tracing::debug!(kind = K::KIND, error = %e, "reconcile error"),
+            }
+        })
+        .await;
+}
+
+pub async fn run(opts: Options) -> Result<(), Error> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    spawn_signal_handler(stop_tx.clone());
+
+    let client = Client::try_default().await.map_err(Error::Connect)?;
+    let identity = identity(&opts);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let listener = http::bind(opts.metrics_addr)
+        .await
+        .map_err(|source| Error::Serve {
+            addr: opts.metrics_addr,
+            source,
+        })?;
+    tracing::info!(addr = %listener.local_addr().unwrap_or(opts.metrics_addr), "serving /metrics, /healthz and /readyz");
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::Health {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+        stop_rx.clone(),
+    ));
+
+    let elector = opts.leader_elect.then(|| {
+        leader::Elector::new(
+            client.clone(),
+            &opts.leader_election_namespace,
+            &opts.leader_election_name,
+            &identity,
+        )
+    });
+    if let Some(elector) = &elector {
+        tracing::info!(lease = %opts.leader_election_name, namespace = %opts.leader_election_namespace, "waiting for leadership");
+        let mut rx = stop_rx.clone();
+        if !elector.acquire(&mut rx).await? {
+            let _ = server.await;
+            return Ok(());
+        }
+        metrics.leader.set(1);
+    }
+    ready.store(true, Ordering::Relaxed);
+
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "landform-controller".into(),
+                instance: Some(identity.clone()),
+            },
+        ),
+        client,
+        metrics: metrics.clone(),
+        settings: Settings {
+            allow_cross_namespace_refs: opts.allow_cross_namespace_refs,
+        },
+    });
+    tracing::info!(
+        namespace = opts.namespace.as_deref().unwrap_or("(all)"),
+        "starting controllers"
+    );
+
+    let controllers = futures::future::join(
+        run_kind::<Terraform>(
+            ctx.clone(),
+            opts.namespace.clone(),
+            opts.concurrency,
+            stop_rx.clone(),
+        ),
+        run_kind::<CloudFormationStack>(
+            ctx.clone(),
+            opts.namespace.clone(),
+            opts.concurrency,
+            stop_rx.clone(),
+        ),
+    );
+    let lost = async {
+        match &elector {
+            Some(e) => Some(e.keep().await),
+            None => futures::future::pending().await,
+        }
+    };
+    let mut result = Ok(());
+    tokio::select! {
+        _ = controllers => {}
+        err = lost => {
+            // Another instance may act now; stop at once rather than act twice.
+            if let Some(err) = err {
+                result = Err(Error::Leader(err));
+            }
+            let _ = stop_tx.send(true);
+        }
+    }
+    if let Some(elector) = &elector {
+        if result.is_ok() {
+            elector.release().await;
+        }
+        metrics.leader.set(0);
+    }
+    let _ = stop_tx.send(true);
+    if let Ok(Err(source)) = server.await {
+        tracing::warn!(error = %source, "metrics server stopped with an error");
+    }
+    tracing::info!("stopped");
+    result
+}

@@ -1,0 +1,340 @@
+//! From the outcome of one reconciliation to the next status, event and requeue. Pure: no I/O,
+//! the clock is an argument.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::backoff;
+use crate::api::{
+    ConditionStatus as S, ConditionType as C, ObjectStatus, find_condition, remove_condition,
+    set_condition,
+};
+
+/// How one reconciliation ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Waiting for something that is not a failure (a source not ready yet, a run in flight).
+    Progressing {
+        reason: &'static str,
+        message: String,
+        requeue: Duration,
+    },
+    /// `spec.suspend` is set.
+    Suspended,
+    /// A step failed.
+    Failed {
+        reason: &'static str,
+        message: String,
+        /// False when retrying cannot help until the spec changes.
+        retryable: bool,
+    },
+}
+
+/// Retry settings of one object.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    /// 0: never give up.
+    pub max_retries: u32,
+    pub seed: u64,
+}
+
+/// An event to record about the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSpec {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+/// What to write and when to look again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settled {
+    pub status: ObjectStatus,
+    pub event: Option<EventSpec>,
+    pub requeue: Option<Duration>,
+}
+
+/// Computes the status after `outcome`, starting from `previous`.
+pub fn settle(
+    previous: Option<&ObjectStatus>,
+    generation: Option<i64>,
+    outcome: Outcome,
+    policy: &RetryPolicy,
+    now: Time,
+) -> Settled {
+    let mut status = previous.cloned().unwrap_or_default();
+    let before =
+        find_condition(&status.conditions, C::Ready).map(|c| (c.status.clone(), c.reason.clone()));
+    let was_stalled = find_condition(&status.conditions, C::Stalled).is_some();
+    // A new generation is a fresh start: earlier failures say nothing about the new spec.
+    if status.observed_generation != generation {
+        status.failures = 0;
+        status.last_failure_time = None;
+    }
+    status.observed_generation = generation;
+    let conds = &mut status.conditions;
+    let mut event_note = None;
+
+    let requeue = match outcome {
+        Outcome::Progressing {
+            reason,
+            message,
+            requeue,
+        } => {
+            set_condition(
+                conds,
+                C::Ready,
+                S::Unknown,
+                reason,
+                &message,
+                generation,
+                now.clone(),
+            );
+            set_condition(
+                conds,
+                C::Reconciling,
+                S::True,
+                reason,
+                &message,
+                generation,
+                now,
+            );
+            remove_condition(conds, C::Stalled);
+            status.failures = 0;
+            status.last_failure_time = None;
+            Some(requeue)
+        }
+        Outcome::Suspended => {
+            remove_condition(conds, C::Reconciling);
+            if find_condition(conds, C::Ready).is_none() {
+                let msg = "Reconciliation is suspended (spec.suspend is true)";
+                set_condition(
+                    conds,
+                    C::Ready,
+                    S::Unknown,
+                    "Suspended",
+                    msg,
+                    generation,
+                    now,
+                );
+            }
+            None
+        }
+        Outcome::Failed {
+            reason,
+            message,
+            retryable,
+        } => {
+            status.failures = status.failures.saturating_add(1);
+            status.last_failure_time = Some(now.clone());
+            remove_condition(conds, C::Reconciling);
+            let gave_up =
+                !retryable || (policy.max_retries > 0 && status.failures >= policy.max_retries);
+            if gave_up {
+                let why = if retryable {
+                    format!(
+                        "{message} (gave up after {} attempts; change the spec or the source to try again)",
+                        status.failures
+                    )
+                } else {
+                    format!("{message} (fix the spec to continue)")
+                };
+                set_condition(
+                    conds,
+                    C::Ready,
+                    S::False,
+                    reason,
+                    &why,
+                    generation,
+                    now.clone(),
+                );
+                set_condition(conds, C::Stalled, S::True, reason, &why, generation, now);
+                None
+            } else {
+                let wait = backoff::delay(policy.base, policy.cap, status.failures, policy.seed);
+                // The condition keeps the plain message so that it only changes when the error
+                // does; the retry detail goes to the event.
+                set_condition(conds, C::Ready, S::False, reason, &message, generation, now);
+                remove_condition(conds, C::Stalled);
+                event_note = Some(format!(
+                    "{message} (attempt {}, retrying in {}s)",
+                    status.failures,
+                    wait.as_secs().max(1)
+                ));
+                Some(wait)
+            }
+        }
+    };
+
+    let ready = find_condition(&status.conditions, C::Ready).cloned();
+    let stalled = find_condition(&status.conditions, C::Stalled).is_some();
+    let event = ready.and_then(|r| {
+        let changed = before.as_ref() != Some(&(r.status.clone(), r.reason.clone()));
+        (changed || (stalled && !was_stalled)).then(|| EventSpec {
+            warning: r.status == "False",
+            reason: r.reason,
+            note: event_note.unwrap_or(r.message),
+        })
+    });
+    Settled {
+        status,
+        event,
+        requeue,
+    }
+}
+
+/// Whether the object is still backing off from earlier failures; `Some(wait)` if so.
+pub fn backing_off(
+    status: Option<&ObjectStatus>,
+    generation: Option<i64>,
+    policy: &RetryPolicy,
+    now: jiff::Timestamp,
+) -> Option<Duration> {
+    let status = status?;
+    if status.observed_generation != generation || status.failures == 0 {
+        return None;
+    }
+    let last = status.last_failure_time.as_ref()?;
+    let since = Duration::try_from(now.duration_since(last.0)).unwrap_or(Duration::ZERO);
+    backoff::remaining(policy.base, policy.cap, status.failures, policy.seed, since)
+}
+
+/// Whether the object gave up and waits for a new generation.
+pub fn stalled(status: Option<&ObjectStatus>, generation: Option<i64>) -> bool {
+    status.is_some_and(|s| {
+        s.observed_generation == generation && find_condition(&s.conditions, C::Stalled).is_some()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        base: Duration::from_secs(30),
+        cap: Duration::from_secs(600),
+        max_retries: 3,
+        seed: 10, // no jitter
+    };
+
+    fn at(s: i64) -> Time {
+        Time(jiff::Timestamp::from_second(s).unwrap())
+    }
+
+    fn failed(retryable: bool) -> Outcome {
+        Outcome::Failed {
+            reason: "ArtifactFailed",
+            message: "digest mismatch".into(),
+            retryable,
+        }
+    }
+
+    fn cond(
+        s: &ObjectStatus,
+        t: C,
+    ) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        find_condition(&s.conditions, t)
+    }
+
+    #[test]
+    fn progressing_sets_ready_unknown_and_reconciling() {
+        let out = settle(
+            None,
+            Some(1),
+            Outcome::Progressing {
+                reason: "SourceNotReady",
+                message: "waiting".into(),
+                requeue: Duration::from_secs(5),
+            },
+            &POLICY,
+            at(1),
+        );
+        assert_eq!(cond(&out.status, C::Ready).unwrap().status, "Unknown");
+        assert_eq!(cond(&out.status, C::Reconciling).unwrap().status, "True");
+        assert_eq!(out.status.observed_generation, Some(1));
+        assert_eq!(out.requeue, Some(Duration::from_secs(5)));
+        assert_eq!(out.event.unwrap().reason, "SourceNotReady");
+    }
+
+    #[test]
+    fn failures_back_off_then_stall_with_one_event_per_change() {
+        let first = settle(None, Some(1), failed(true), &POLICY, at(0));
+        assert_eq!(first.status.failures, 1);
+        assert_eq!(first.requeue, Some(Duration::from_secs(30)));
+        assert!(first.event.as_ref().unwrap().warning);
+        assert!(cond(&first.status, C::Stalled).is_none());
+
+        let second = settle(Some(&first.status), Some(1), failed(true), &POLICY, at(30));
+        assert_eq!(second.status.failures, 2);
+        assert_eq!(second.requeue, Some(Duration::from_secs(60)));
+        assert_eq!(second.event, None, "same failure again is not a new event");
+
+        let third = settle(Some(&second.status), Some(1), failed(true), &POLICY, at(90));
+        assert_eq!(third.requeue, None);
+        let stalled_cond = cond(&third.status, C::Stalled).unwrap();
+        assert!(stalled_cond.message.contains("gave up after 3 attempts"));
+        assert!(third.event.unwrap().warning);
+        assert!(stalled(Some(&third.status), Some(1)));
+        assert!(!stalled(Some(&third.status), Some(2)));
+    }
+
+    #[test]
+    fn a_new_generation_resets_the_failure_count() {
+        let first = settle(None, Some(1), failed(true), &POLICY, at(0));
+        let next = settle(Some(&first.status), Some(2), failed(true), &POLICY, at(1));
+        assert_eq!(next.status.failures, 1);
+    }
+
+    #[test]
+    fn not_retryable_stalls_at_once() {
+        let out = settle(None, Some(1), failed(false), &POLICY, at(0));
+        assert!(
+            cond(&out.status, C::Stalled)
+                .unwrap()
+                .message
+                .contains("fix the spec")
+        );
+        assert_eq!(out.requeue, None);
+    }
+
+    #[test]
+    fn backoff_survives_a_restart() {
+        let first = settle(None, Some(1), failed(true), &POLICY, at(0));
+        let now = jiff::Timestamp::from_second(10).unwrap();
+        assert_eq!(
+            backing_off(Some(&first.status), Some(1), &POLICY, now),
+            Some(Duration::from_secs(20))
+        );
+        let later = jiff::Timestamp::from_second(31).unwrap();
+        assert_eq!(
+            backing_off(Some(&first.status), Some(1), &POLICY, later),
+            None
+        );
+        assert_eq!(
+            backing_off(Some(&first.status), Some(2), &POLICY, now),
+            None
+        );
+    }
+
+    #[test]
+    fn suspension_keeps_ready_and_drops_reconciling() {
+        let p = settle(
+            None,
+            Some(1),
+            Outcome::Progressing {
+                reason: "SourceNotReady",
+                message: "waiting".into(),
+                requeue: Duration::from_secs(5),
+            },
+            &POLICY,
+            at(1),
+        );
+        let s = settle(Some(&p.status), Some(1), Outcome::Suspended, &POLICY, at(2));
+        assert!(cond(&s.status, C::Reconciling).is_none());
+        assert_eq!(cond(&s.status, C::Ready).unwrap().reason, "SourceNotReady");
+        assert_eq!(s.requeue, None);
+    }
+}

@@ -1,0 +1,263 @@
+//! One reconcile loop for both kinds: the finalizer helper with separate apply and cleanup, and
+//! the steps fetch → validate → resolve → settle status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, finalizer};
+
+use super::context::Context;
+use super::metrics::{FailureLabels, KindLabels, ObjectLabels};
+use super::outcome::{self, Outcome, RetryPolicy, Settled};
+use super::{backoff, steps};
+use crate::api::{FINALIZER, Managed};
+
+/// The field manager of everything the controller writes.
+pub const MANAGER: &str = "landform-controller";
+/// Flux's annotation for "reconcile now"; honoured so that `flux reconcile`-style tooling works.
+pub const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
+
+/// Errors talking to the API server. Everything that is the object's own problem is written to
+/// its status instead and is not an error here.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("object has no namespace")]
+    NoNamespace,
+    #[error("writing the status of {kind} {namespace}/{name}: {source}")]
+    StatusPatch {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Finalizer(#[from] Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoNamespace => "NoNamespace",
+            Self::StatusPatch { .. } => "StatusPatchFailed",
+            Self::Finalizer(_) => "FinalizerFailed",
+        }
+    }
+}
+
+pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
+    ctx.metrics
+        .reconciliations
+        .get_or_create(&ObjectLabels {
+            kind: K::KIND,
+            namespace: namespace.clone(),
+        })
+        .inc();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            finalizer::Event::Apply(o) => apply(o, &ctx, &namespace).await,
+            finalizer::Event::Cleanup(o) => cleanup(o, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .duration
+        .get_or_create(&KindLabels { kind: K::KIND })
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Requeue after a failure to talk to the API server (the object's own backoff lives in its
+/// status; this one covers not being able to write that status).
+pub fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(kind = K::KIND, namespace = ?obj.namespace(), name = %obj.name_any(), error = %err, "reconcile failed");
+    ctx.metrics
+        .failures
+        .get_or_create(&FailureLabels {
+            kind: K::KIND,
+            namespace: obj.namespace().unwrap_or_default(),
+            reason: err.reason(),
+        })
+        .inc();
+    Action::requeue(Duration::from_secs(10))
+}
+
+fn retry_policy<K: Managed>(obj: &K, timing: Option<&steps::Timing>) -> RetryPolicy {
+    let (base, cap, max_retries) = match timing {
+        Some(t) => (
+            t.retry_interval,
+            t.interval.max(t.retry_interval),
+            t.max_retries,
+        ),
+        None => (
+            steps::DEFAULT_RETRY_INTERVAL,
+            Duration::from_secs(600),
+            steps::DEFAULT_MAX_RETRIES,
+        ),
+    };
+    RetryPolicy {
+        base,
+        cap,
+        max_retries,
+        seed: backoff::seed(obj.uid().as_deref().unwrap_or_default()),
+    }
+}
+
+async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Result<Action, Error> {
+    let name = obj.name_any();
+    let generation = obj.meta().generation;
+    let status = obj.object_status();
+    let timing = steps::validate(
+        obj.common(),
+        namespace,
+        &name,
+        ctx.settings.allow_cross_namespace_refs,
+    );
+    let policy = retry_policy(&*obj, timing.as_ref().ok());
+    let requested = obj.annotations().get(REQUESTED_AT).cloned();
+    let fresh_request = requested.is_some()
+        && requested.as_ref() != status.and_then(|s| s.last_handled_reconcile_at.as_ref());
+
+    // Scheduling is driven by status timestamps, so a restart does not redo work that is not due.
+    if !fresh_request {
+        if outcome::stalled(status, generation) {
+            return Ok(Action::await_change());
+        }
+        if let Some(wait) =
+            outcome::backing_off(status, generation, &policy, jiff::Timestamp::now())
+        {
+            return Ok(Action::requeue(wait));
+        }
+    }
+
+    let result = match timing {
+        Err(e) => Outcome::Failed {
+            reason: e.reason(),
+            message: e.to_string(),
+            retryable: e.retryable(),
+        },
+        Ok(_) if obj.common().suspend => Outcome::Suspended,
+        Ok(timing) => Outcome::Progressing {
+            reason: "SourceNotResolved",
+            message: format!(
+                "Waiting for a revision of {} to be resolved",
+                steps::describe_source(obj.common(), namespace)
+            ),
+            requeue: timing.interval,
+        },
+    };
+    if let Outcome::Failed { reason, .. } = &result {
+        ctx.metrics
+            .failures
+            .get_or_create(&FailureLabels {
+                kind: K::KIND,
+                namespace: namespace.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
+    let mut settled = outcome::settle(
+        status,
+        generation,
+        result,
+        &policy,
+        Time(jiff::Timestamp::now()),
+    );
+    settled.status.last_handled_reconcile_at =
+        requested.or_else(|| status.and_then(|s| s.last_handled_reconcile_at.clone()));
+    write_status(&*obj, ctx, namespace, &settled).await?;
+    Ok(match settled.requeue {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+async fn cleanup<K: Managed>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
+    // Nothing has been applied by this version, so there is nothing to destroy.
+    let note = if obj.common().destroy_on_delete {
+        "Deleted; nothing had been applied, so there was nothing to destroy"
+    } else {
+        "Deleted; destroyOnDelete is false, so the infrastructure and its state are left in place"
+    };
+    publish(
+        ctx,
+        &*obj,
+        &outcome::EventSpec {
+            warning: false,
+            reason: "Finalized".into(),
+            note: note.into(),
+        },
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+async fn write_status<K: Managed>(
+    obj: &K,
+    ctx: &Context,
+    namespace: &str,
+    settled: &Settled,
+) -> Result<(), Error> {
+    if obj.object_status() != Some(&settled.status) {
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": settled.status,
+        });
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::StatusPatch {
+            kind: K::KIND,
+            namespace: namespace.to_string(),
+            name: obj.name_any(),
+            source,
+        })?;
+    }
+    if let Some(event) = &settled.event {
+        publish(ctx, obj, event).await;
+    }
+    Ok(())
+}
+
+/// Records an event; failing to record one is logged, never fatal.
+async fn publish<K: Managed>(ctx: &Context, obj: &K, event: &outcome::EventSpec) {
+    let ev = Event {
+        type_: if event.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: event.reason.clone(),
+        note: Some(truncate(&event.note, 1000)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        tracing::warn!(kind = K::KIND, name = %obj.name_any(), error = %e, "recording an event failed");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

@@ -1,0 +1,7 @@
+//! Landform: reconciles OpenTofu/Terraform modules and AWS CloudFormation templates from
+//! Kubernetes objects, in ephemeral runner pods, the GitOps way.
+
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod telemetry;
