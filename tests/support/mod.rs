@@ -1,0 +1,443 @@
+//! Shared test harness: the real API server started by `scripts/testenv up`, a namespace per
+//! test, CRDs and RBAC from the repository, and the real `landform` binary as the controller,
+//! running under its own service account so that RBAC is enforced.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::{self, Scope};
+use kube::{Client, Config};
+
+pub const MANAGER: &str = "landform-tests";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The variables `scripts/testenv up` wrote, overridden by the process environment.
+pub fn testenv() -> HashMap<String, String> {
+    let dir = std::env::var("LANDFORM_TESTENV_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target/testenv"));
+    let path = dir.join("env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading {}: {e}. Start the test environment first: scripts/testenv up (or run scripts/test)",
+            path.display()
+        )
+    });
+    let mut vars = HashMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
+            vars.insert(k.to_string(), v.to_string());
+        }
+    }
+    for (k, v) in std::env::vars() {
+        if k.starts_with("LANDFORM_TEST") {
+            vars.insert(k, v);
+        }
+    }
+    vars
+}
+
+pub fn kubeconfig_path() -> PathBuf {
+    PathBuf::from(
+        testenv()
+            .get("KUBECONFIG")
+            .expect("KUBECONFIG in the testenv env file"),
+    )
+}
+
+/// An admin client for the test API server.
+pub async fn admin_client() -> Client {
+    client_from(&kubeconfig_path()).await
+}
+
+pub async fn client_from(path: &Path) -> Client {
+    let kc = Kubeconfig::read_from(path).expect("reading the kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// Polls `f` until it returns `Some`, for at most `timeout`; panics naming `what` otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A fresh namespace with a recognisable name.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let suffix: String = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+    .chars()
+    .rev()
+    .take(8)
+    .collect();
+    let name = format!("{prefix}-{suffix}");
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("creating the test namespace");
+    name
+}
+
+/// Server-side applies every document of a YAML stream; `namespace` fills in namespaced objects
+/// that do not name one.
+pub async fn apply_yaml(
+    client: &Client,
+    yaml: &str,
+    namespace: Option<&str>,
+) -> Result<Vec<DynamicObject>, kube::Error> {
+    use serde::Deserialize;
+    let mut applied = vec![];
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let value = serde_yaml::Value::deserialize(doc).expect("valid YAML");
+        if value.is_null() {
+            continue;
+        }
+        let mut obj: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
+        let tm = obj.types.clone().expect("apiVersion and kind");
+        let gvk = GroupVersionKind::try_from(&tm).expect("apiVersion");
+        let (ar, caps) = discovery::pinned_kind(client, &gvk).await?;
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => {
+                let ns = obj
+                    .metadata
+                    .namespace
+                    .clone()
+                    .or(namespace.map(str::to_string))
+                    .expect("a namespace");
+                obj.metadata.namespace = Some(ns.clone());
+                Api::namespaced_with(client.clone(), &ns, &ar)
+            }
+            Scope::Cluster => Api::all_with(client.clone(), &ar),
+        };
+        let name = obj.metadata.name.clone().expect("a name");
+        applied.push(
+            api.patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await?,
+        );
+    }
+    Ok(applied)
+}
+
+/// Installs the CRDs from `crds/` (as a user would) and waits until they are served.
+pub async fn install_crds(client: &Client) {
+    let yaml = std::fs::read_to_string(repo_root().join("crds/landform.dev.yaml")).unwrap();
+    apply_yaml(client, &yaml, None)
+        .await
+        .expect("applying crds/");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in [
+        "terraforms.landform.dev",
+        "cloudformationstacks.landform.dev",
+    ] {
+        eventually(
+            &format!("CRD {name} to be established"),
+            Duration::from_secs(30),
+            || async {
+                let crd = crds.get(name).await.ok()?;
+                let established = crd
+                    .status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                established.then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// Applies the RBAC from `deploy/rbac/` (cluster roles only).
+pub async fn install_rbac(client: &Client) {
+    let yaml = std::fs::read_to_string(repo_root().join("deploy/rbac/controller.yaml")).unwrap();
+    apply_yaml(client, &yaml, None)
+        .await
+        .expect("applying deploy/rbac/controller.yaml");
+}
+
+/// Creates a service account bound (in `ns` only) to the given cluster roles and returns a
+/// kubeconfig that authenticates as it with a real TokenRequest token.
+pub async fn service_account_kubeconfig(
+    client: &Client,
+    ns: &str,
+    sa: &str,
+    cluster_roles: &[&str],
+) -> PathBuf {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(sa.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    sas.patch(
+        sa,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&account),
+    )
+    .await
+    .expect("service account");
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
+    for role in cluster_roles {
+        let rb = RoleBinding {
+            metadata: ObjectMeta {
+                name: Some(format!("{sa}-{role}")),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "ClusterRole".into(),
+                name: role.to_string(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: sa.into(),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            }]),
+        };
+        rbs.patch(
+            &format!("{sa}-{role}"),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&rb),
+        )
+        .await
+        .expect("role binding");
+    }
+    let tr = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: None,
+            expiration_seconds: Some(3600),
+            bound_object_ref: None,
+        }),
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request(sa, &PostParams::default(), &tr)
+        .await
+        .expect("token request")
+        .status
+        .expect("token status")
+        .token
+        .expect("a token");
+    let admin = Kubeconfig::read_from(kubeconfig_path()).unwrap();
+    let cluster = admin.clusters[0].cluster.clone().unwrap();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: {sa}\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: {sa}, namespace: {ns}}}\ncurrent-context: test\n",
+        cluster.server.unwrap(),
+        cluster.certificate_authority_data.unwrap(),
+    );
+    let path = logs_dir().join(format!("kubeconfig-{ns}-{sa}"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+pub fn logs_dir() -> PathBuf {
+    let dir = repo_root().join("target/testenv/test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A plain HTTP/1.1 GET; returns status code and body. `basic` is "user:password".
+pub async fn http_get(addr: &str, path: &str, basic: Option<&str>) -> Option<(u16, String)> {
+    use base64::Engine;
+    let auth = basic.map(|b| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(b)
+        )
+    });
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    http_request(addr, "GET", path, &headers, "").await
+}
+
+/// A plain HTTP/1.1 request; returns status code and body.
+pub async fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real `landform controller`, restricted to one namespace (so tests run side by side),
+/// authenticated as the `landform-controller` service account of that namespace.
+pub struct Controller {
+    child: Option<Child>,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+    pub identity: String,
+}
+
+impl Controller {
+    pub async fn start(client: &Client, ns: &str, extra: &[&str]) -> Self {
+        Self::start_as(client, ns, &format!("controller-{ns}"), extra).await
+    }
+
+    pub async fn start_as(client: &Client, ns: &str, identity: &str, extra: &[&str]) -> Self {
+        install_rbac(client).await;
+        let kubeconfig = service_account_kubeconfig(
+            client,
+            ns,
+            "landform-controller",
+            &["landform-controller", "landform-leader-election"],
+        )
+        .await;
+        let metrics_port = free_port();
+        let log = logs_dir().join(format!("{identity}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_landform"))
+            .args([
+                "controller",
+                "--namespace",
+                ns,
+                "--leader-election-namespace",
+                ns,
+                "--identity",
+                identity,
+            ])
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .args(extra)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info,landform=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting landform controller");
+        Self {
+            child: Some(child),
+            metrics_port,
+            log,
+            identity: identity.to_string(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(&format!("127.0.0.1:{}", self.metrics_port), path, None).await
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "controller did not stop within 20s of SIGTERM; log: {}",
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the real kubectl built by the test environment against the admin kubeconfig.
+pub fn kubectl(args: &[&str]) -> std::process::Output {
+    let env = testenv();
+    let path = env
+        .get("PATH")
+        .map(|p| p.replace("$PATH", &std::env::var("PATH").unwrap_or_default()));
+    let mut cmd = Command::new("kubectl");
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    cmd.env("KUBECONFIG", kubeconfig_path())
+        .args(args)
+        .output()
+        .expect("running kubectl (from scripts/testenv)")
+}
