@@ -4,4 +4,6 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod source;
 pub mod telemetry;
+pub mod tls;

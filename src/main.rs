@@ -18,6 +18,10 @@ enum Command {
     Controller(controller::Options),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Publish a module directory or template file as a Flux-compatible OCI artifact.
+    Push(cli::oci::PushArgs),
+    /// Fetch an OCI artifact, verify its digests and extract it safely.
+    Pull(cli::oci::PullArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Push(args) => run_cli(async move { cli::oci::push(args).await }),
+        Command::Pull(args) => run_cli(async move { cli::oci::pull(args).await }),
         Command::Controller(opts) => {
             telemetry::init(opts.log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -52,6 +58,33 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs a one-shot command: its result on stdout, or the error (with its reason) on stderr.
+fn run_cli<F>(fut: F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<String, landform::source::fetch::FetchError>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error ({}): {e}", e.reason());
+            ExitCode::FAILURE
         }
     }
 }

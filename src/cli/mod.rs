@@ -1,3 +1,4 @@
 //! Command-line entry points other than the controller.
 
 pub mod crds;
+pub mod oci;

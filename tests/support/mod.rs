@@ -441,3 +441,57 @@ pub fn kubectl(args: &[&str]) -> std::process::Output {
         .output()
         .expect("running kubectl (from scripts/testenv)")
 }
+
+/// The test environment's own tools (kubectl, oras, tofu) by name.
+pub fn testenv_tool(name: &str) -> Command {
+    let dir = kubeconfig_path().parent().unwrap().join("bin");
+    let mut cmd = Command::new(dir.join(name));
+    if let Some(rc) = testenv().get("TF_CLI_CONFIG_FILE") {
+        cmd.env("TF_CLI_CONFIG_FILE", rc);
+    }
+    cmd
+}
+
+/// The `landform` binary under test.
+pub fn landform() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_landform"))
+}
+
+/// Runs a command, returning (success, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("running a command");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A raw tar entry: path, kind, link target, data.
+pub type RawEntry<'a> = (&'a str, tar::EntryType, &'a str, &'a [u8]);
+
+/// A tar.gz with raw entries, written byte by byte so that tests can build archives
+/// well-behaved writers refuse to produce.
+pub fn raw_targz(entries: &[RawEntry]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = vec![];
+    for (path, kind, link, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        {
+            let raw = h.as_old_mut();
+            raw.name[..path.len()].copy_from_slice(path.as_bytes());
+            raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(*kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    let mut gz = flate2::write::GzEncoder::new(vec![], flate2::Compression::fast());
+    gz.write_all(&out).unwrap();
+    gz.finish().unwrap()
+}
