@@ -77,21 +77,21 @@ async fn finalizer_conditions_and_events_through_the_object_lifecycle() {
     .await;
     let status = tf.status.unwrap();
     let ready = condition(&status, "Ready").unwrap();
-    assert_eq!(ready.reason, "SourceNotResolved");
+    assert_eq!(ready.reason, "SourceNotFound");
     assert_eq!(
         ready.message,
-        format!("Waiting for a revision of GitRepository {ns}/infra to be resolved")
+        format!("GitRepository {ns}/infra does not exist (yet)")
     );
     assert_eq!(ready.observed_generation, Some(1));
     assert_eq!(condition(&status, "Reconciling").unwrap().status, "True");
     assert!(condition(&status, "Stalled").is_none());
     assert_eq!(status.observed_generation, Some(1));
 
-    let event = eventually("a SourceNotResolved event", WAIT, || async {
+    let event = eventually("a SourceNotFound event", WAIT, || async {
         events_for(&client, &ns, "vpc")
             .await
             .into_iter()
-            .find(|e| e.reason.as_deref() == Some("SourceNotResolved"))
+            .find(|e| e.reason.as_deref() == Some("SourceNotFound"))
     })
     .await;
     assert_eq!(event.type_.as_deref(), Some("Normal"));
@@ -108,13 +108,21 @@ async fn finalizer_conditions_and_events_through_the_object_lifecycle() {
     .unwrap();
     let stacks: Api<CloudFormationStack> = Api::namespaced(client.clone(), &ns);
     stacks.create(&PostParams::default(), &stack).await.unwrap();
-    eventually("Ready=Unknown on cfnstack/net", WAIT, || async {
+    let ready = eventually("Ready=False on cfnstack/net", WAIT, || async {
         let s = stacks.get("net").await.ok()?;
-        let ready = condition(s.status.as_ref()?, "Ready")?;
-        (ready.message == "Waiting for a revision of oci://127.0.0.1:1/team/net to be resolved")
-            .then_some(())
+        condition(s.status.as_ref()?, "Ready")
+            .filter(|c| c.status == "False")
+            .cloned()
     })
     .await;
+    assert_eq!(ready.reason, "SourceUnavailable");
+    assert!(
+        ready
+            .message
+            .starts_with("cannot reach oci://127.0.0.1:1/team/net:latest"),
+        "{}",
+        ready.message
+    );
 
     // Deleting releases the finalizer and says what happened to the infrastructure.
     tfs.delete("vpc", &DeleteParams::default()).await.unwrap();
@@ -188,7 +196,7 @@ async fn a_spec_it_cannot_act_on_is_stalled_with_a_warning() {
     eventually("tf/cross to recover", WAIT, || async {
         let s = tfs.get("cross").await.ok()?.status?;
         let ok = condition(&s, "Stalled").is_none()
-            && condition(&s, "Ready")?.reason == "SourceNotResolved";
+            && condition(&s, "Ready")?.reason == "SourceNotFound";
         (ok && s.failures == 0 && s.observed_generation == Some(2)).then_some(())
     })
     .await;

@@ -23,8 +23,8 @@ pub use conditions::{
 };
 pub use duration::Duration;
 pub use status::{
-    DriftState, DriftStatus, LockStatus, ObjectStatus, PlanStatus, PlanSummary, ResourceChange,
-    RunStatus,
+    ArtifactStatus, DriftState, DriftStatus, LockStatus, ObjectStatus, PlanStatus, PlanSummary,
+    ResourceChange, RunStatus,
 };
 pub use terraform::{BackendSpec, Engine, Terraform, TerraformSpec, Variable};
 

@@ -27,6 +27,10 @@ pub struct ObjectStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_digest: Option<String>,
 
+    /// The artifact the next run uses, as last resolved from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactStatus>,
+
     /// The current plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanStatus>,
@@ -55,6 +59,18 @@ pub struct ObjectStatus {
     /// The value of the `reconcile.fluxcd.io/requestedAt` annotation last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+}
+
+/// A resolved, immutable artifact reference.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactStatus {
+    /// `oci://host/repository` for OCI sources; the Flux artifact URL otherwise.
+    pub url: String,
+    /// Human-readable revision, e.g. `1.2.0@sha256:…` or `main@sha1:…`.
+    pub revision: String,
+    /// The digest runs verify: the manifest digest for OCI, the artifact digest for Flux.
+    pub digest: String,
 }
 
 /// A plan waiting for approval or applied.

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use kube::Client;
-use kube::runtime::events::Recorder;
 
+use super::events::Recorder;
 use super::metrics::Metrics;
 
 /// Controller-wide settings taken from the command line.
@@ -15,6 +15,8 @@ pub struct Settings {
 
 pub struct Context {
     pub client: Client,
+    /// For HEAD requests to Flux artifact URLs (never downloads).
+    pub http: reqwest::Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,

@@ -3,11 +3,13 @@
 
 mod backoff;
 mod context;
+mod events;
 mod http;
 mod leader;
 mod metrics;
 mod outcome;
 mod reconcile;
+mod source;
 mod steps;
 
 use std::net::SocketAddr;
@@ -15,13 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
+use kube::api::DynamicObject;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
-use crate::api::{CloudFormationStack, Managed, Terraform};
+use crate::api::{CloudFormationStack, Managed, SourceKind, Terraform};
 use crate::telemetry::LogFormat;
 pub use context::{Context, Settings};
 
@@ -78,6 +81,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Leader(#[from] leader::Error),
+    #[error("building the HTTP client: {0}")]
+    Http(String),
 }
 
 fn identity(opts: &Options) -> String {
@@ -118,14 +123,69 @@ fn api_for<K: Managed>(client: &Client, namespace: Option<&str>) -> Api<K> {
     }
 }
 
+/// The Flux source kinds the API server serves; only those are watched. (Installing Flux
+/// later needs a controller restart for the watches; resolution works regardless.)
+async fn flux_kinds_served(client: &Client) -> Vec<SourceKind> {
+    let mut served = vec![];
+    for kind in [
+        SourceKind::GitRepository,
+        SourceKind::OciRepository,
+        SourceKind::Bucket,
+    ] {
+        let ar = crate::source::flux::api_resource(kind);
+        let gvk = kube::core::GroupVersionKind::gvk(&ar.group, &ar.version, &ar.kind);
+        match kube::discovery::pinned_kind(client, &gvk).await {
+            Ok(_) => served.push(kind),
+            Err(e) => {
+                tracing::info!(kind = %ar.kind, error = %e, "Flux source kind not served; not watching it")
+            }
+        }
+    }
+    served
+}
+
 async fn run_kind<K: Managed>(
     ctx: Arc<Context>,
     namespace: Option<String>,
     concurrency: u16,
+    flux_kinds: Vec<SourceKind>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let api = api_for::<K>(&ctx.client, namespace.as_deref());
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let mut controller = Controller::new(api, watcher::Config::default().any_semantic());
+    // A new artifact revision of a Flux source brings the objects that use it back at once.
+    for kind in flux_kinds {
+        let ar = crate::source::flux::api_resource(kind);
+        let sources: Api<DynamicObject> = match namespace.as_deref() {
+            Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
+            None => Api::all_with(ctx.client.clone(), &ar),
+        };
+        let store = controller.store();
+        let kind_name = ar.kind.clone();
+        controller = controller.watches_with(
+            sources,
+            ar,
+            watcher::Config::default().any_semantic(),
+            move |src| {
+                let (src_ns, src_name) = (src.namespace().unwrap_or_default(), src.name_any());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|o| {
+                        source::refers_to(
+                            o.common(),
+                            &o.namespace().unwrap_or_default(),
+                            &kind_name,
+                            &src_ns,
+                            &src_name,
+                        )
+                    })
+                    .map(|o| ObjectRef::from_obj(&*o))
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
+    controller
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -184,14 +244,16 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     }
     ready.store(true, Ordering::Relaxed);
 
+    crate::tls::init();
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .map_err(|e| Error::Http(e.to_string()))?;
+    let flux_kinds = flux_kinds_served(&client).await;
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "landform-controller".into(),
-                instance: Some(identity.clone()),
-            },
-        ),
+        http,
+        recorder: events::Recorder::new(client.clone(), identity.clone()),
         client,
         metrics: metrics.clone(),
         settings: Settings {
@@ -208,12 +270,14 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             ctx.clone(),
             opts.namespace.clone(),
             opts.concurrency,
+            flux_kinds.clone(),
             stop_rx.clone(),
         ),
         run_kind::<CloudFormationStack>(
             ctx.clone(),
             opts.namespace.clone(),
             opts.concurrency,
+            flux_kinds,
             stop_rx.clone(),
         ),
     );
@@ -224,7 +288,10 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         }
     };
     let mut result = Ok(());
+    // Asked to stop while starting up: do not start the controllers at all.
+    let stopping = *stop_rx.borrow();
     tokio::select! {
+        _ = async {}, if stopping => {}
         _ = controllers => {}
         err = lost => {
             // Another instance may act now; stop at once rather than act twice.

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
 
 use super::context::Context;
 use super::metrics::{FailureLabels, KindLabels, ObjectLabels};
 use super::outcome::{self, Outcome, RetryPolicy, Settled};
+use super::source::{self, Resolution};
 use super::{backoff, steps};
 use crate::api::{FINALIZER, Managed};
 
@@ -138,6 +138,7 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
         }
     }
 
+    let mut artifact = status.and_then(|s| s.artifact.clone());
     let result = match timing {
         Err(e) => Outcome::Failed {
             reason: e.reason(),
@@ -145,13 +146,48 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
             retryable: e.retryable(),
         },
         Ok(_) if obj.common().suspend => Outcome::Suspended,
-        Ok(timing) => Outcome::Progressing {
-            reason: "SourceNotResolved",
-            message: format!(
-                "Waiting for a revision of {} to be resolved",
-                steps::describe_source(obj.common(), namespace)
-            ),
-            requeue: timing.interval,
+        Ok(timing) => match source::resolve(obj.common(), namespace, ctx).await {
+            Ok(Resolution::Waiting { reason, message }) => Outcome::Progressing {
+                reason,
+                message,
+                // Watches on the source usually bring the object back sooner.
+                requeue: timing.retry_interval,
+            },
+            Ok(Resolution::Resolved(found)) => {
+                let message = format!(
+                    "Resolved revision {} of {}",
+                    found.revision,
+                    steps::describe_source(obj.common(), namespace)
+                );
+                if artifact.as_ref().map(|a| &a.digest) != Some(&found.digest) {
+                    let was = artifact
+                        .as_ref()
+                        .map(|a| format!(" (was {})", a.revision))
+                        .unwrap_or_default();
+                    let note = format!("New revision {}{was}", found.revision);
+                    publish(
+                        ctx,
+                        &*obj,
+                        &outcome::EventSpec {
+                            warning: false,
+                            reason: "NewRevision".into(),
+                            note,
+                        },
+                    )
+                    .await;
+                }
+                artifact = Some(found);
+                Outcome::Progressing {
+                    reason: "ArtifactResolved",
+                    message,
+                    requeue: timing.interval,
+                }
+            }
+            Err(e) => Outcome::Failed {
+                reason: e.reason(),
+                message: e.to_string(),
+                retryable: e.retryable(),
+            },
         },
     };
     if let Outcome::Failed { reason, .. } = &result {
@@ -172,6 +208,7 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
         &policy,
         Time(jiff::Timestamp::now()),
     );
+    settled.status.artifact = artifact;
     settled.status.last_handled_reconcile_at =
         requested.or_else(|| status.and_then(|s| s.last_handled_reconcile_at.clone()));
     write_status(&*obj, ctx, namespace, &settled).await?;
@@ -235,29 +272,16 @@ async fn write_status<K: Managed>(
 
 /// Records an event; failing to record one is logged, never fatal.
 async fn publish<K: Managed>(ctx: &Context, obj: &K, event: &outcome::EventSpec) {
-    let ev = Event {
-        type_: if event.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: event.reason.clone(),
-        note: Some(truncate(&event.note, 1000)),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+    let result = ctx
+        .recorder
+        .publish(
+            obj.object_ref(&()),
+            event.warning,
+            &event.reason,
+            &event.note,
+        )
+        .await;
+    if let Err(e) = result {
         tracing::warn!(kind = K::KIND, name = %obj.name_any(), error = %e, "recording an event failed");
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }

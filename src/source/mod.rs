@@ -6,5 +6,6 @@ pub mod cache;
 pub mod credentials;
 pub mod digest;
 pub mod fetch;
+pub mod flux;
 pub mod oci;
 pub mod pack;
