@@ -80,7 +80,10 @@ pub async fn write_verified<E: std::fmt::Display>(
     dest: &Path,
 ) -> Result<u64, FetchError> {
     let io_err = |e: std::io::Error| FetchError::failed(format!("writing {}", dest.display()), e);
-    let mut file = tokio::fs::File::create(dest).await.map_err(io_err)?;
+    // Network chunks are small (tens of KiB); batching them into large writes keeps the number
+    // of blocking file operations low.
+    let file = tokio::fs::File::create(dest).await.map_err(io_err)?;
+    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let mut hasher = Hasher::new(expected.algorithm);
     let mut written = 0u64;
     while let Some(chunk) = stream.next().await {
