@@ -41,15 +41,9 @@ fn main() -> ExitCode {
         Command::Pull(args) => run_cli(async move { cli::oci::pull(args).await }),
         Command::Controller(opts) => {
             telemetry::init(opts.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime(true) {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: starting the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(controller::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -62,20 +56,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// The async runtime: multi-threaded for the controller, one thread for one-shot commands.
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: starting the async runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 /// Runs a one-shot command: its result on stdout, or the error (with its reason) on stderr.
 fn run_cli<F>(fut: F) -> ExitCode
 where
     F: std::future::Future<Output = Result<String, landform::source::fetch::FetchError>>,
 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(false) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(fut) {
         Ok(msg) => {

@@ -29,6 +29,16 @@ fn oras(args: &[&str]) -> (bool, String, String) {
     run(testenv_tool("oras").args(args))
 }
 
+/// `oras push` of files in `dir` (each `name:mediaType`) to `reference`.
+fn oras_push(dir: &Path, reference: &str, extra: &[&str], files: &[&str]) {
+    let (ok, _, err) = run(testenv_tool("oras")
+        .current_dir(dir)
+        .args(["push", "--plain-http", reference])
+        .args(extra)
+        .args(files));
+    assert!(ok, "{err}");
+}
+
 fn same_tree(a: &Path, b: &Path) {
     for entry in std::fs::read_dir(a).unwrap() {
         let entry = entry.unwrap();
@@ -161,11 +171,12 @@ fn pulls_what_oras_pushed_and_what_landform_pushed() {
 
     // A generic artifact whose single layer has another media type.
     let plain = format!("{}/{}", registry(), unique("plain"));
-    let (ok, _, err) = run(testenv_tool("oras")
-        .current_dir(work.path())
-        .args(["push", "--plain-http", &format!("{plain}:v1")])
-        .arg("module.tgz:application/vnd.example.module.v1.tar+gzip"));
-    assert!(ok, "{err}");
+    oras_push(
+        work.path(),
+        &format!("{plain}:v1"),
+        &[],
+        &["module.tgz:application/vnd.example.module.v1.tar+gzip"],
+    );
     let out2 = work.path().join("pulled2");
     let (ok, _, err) = run(landform()
         .args([
@@ -307,11 +318,12 @@ fn pull_hostile(
     let repo = format!("{}/{}", registry(), unique("hostile"));
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("a.tgz"), raw_targz(entries)).unwrap();
-    let (ok, _, err) = run(testenv_tool("oras")
-        .current_dir(work.path())
-        .args(["push", "--plain-http", &format!("{repo}:x")])
-        .arg("a.tgz:application/vnd.cncf.flux.content.v1.tar+gzip"));
-    assert!(ok, "{err}");
+    oras_push(
+        work.path(),
+        &format!("{repo}:x"),
+        &[],
+        &["a.tgz:application/vnd.cncf.flux.content.v1.tar+gzip"],
+    );
     let out = work.path().join("out");
     let (ok, _, err) = run(landform()
         .args(["pull", &format!("oci://{repo}:x"), "--insecure", "-o"])

@@ -2,8 +2,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::*;
 
 #[tokio::test]
@@ -55,20 +53,9 @@ async fn moto_serves_cloudformation() {
     assert!(body.contains("ListStacksResponse"), "{body}");
 }
 
-fn tool(name: &str) -> Command {
-    let env = testenv();
-    let dir = std::path::Path::new(&env["KUBECONFIG"])
-        .parent()
-        .unwrap()
-        .join("bin");
-    let mut cmd = Command::new(dir.join(name));
-    cmd.env("TF_CLI_CONFIG_FILE", &env["TF_CLI_CONFIG_FILE"]);
-    cmd
-}
-
 #[test]
 fn tofu_installs_providers_from_the_local_mirror_only() {
-    let version = tool("tofu").arg("version").output().unwrap();
+    let version = testenv_tool("tofu").arg("version").output().unwrap();
     let text = String::from_utf8_lossy(&version.stdout);
     assert!(text.starts_with("OpenTofu v1.12."), "{text}");
 
@@ -93,7 +80,7 @@ resource "local_file" "f" {
     )
     .unwrap();
     let run = |args: &[&str]| {
-        let out = tool("tofu")
+        let out = testenv_tool("tofu")
             .current_dir(dir.path())
             .args(args)
             .output()
@@ -116,6 +103,6 @@ resource "local_file" "f" {
 
 #[test]
 fn oras_is_available() {
-    let out = tool("oras").arg("version").output().unwrap();
+    let out = testenv_tool("oras").arg("version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Version:"));
 }

@@ -26,11 +26,15 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The variables `scripts/testenv up` wrote, overridden by the process environment.
-pub fn testenv() -> HashMap<String, String> {
-    let dir = std::env::var("LANDFORM_TESTENV_DIR")
+/// Where `scripts/testenv up` keeps its state.
+pub fn testenv_dir() -> PathBuf {
+    std::env::var("LANDFORM_TESTENV_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("target/testenv"));
-    let path = dir.join("env");
+        .unwrap_or_else(|_| repo_root().join("target/testenv"))
+}
+
+pub fn testenv() -> HashMap<String, String> {
+    let path = testenv_dir().join("env");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "reading {}: {e}. Start the test environment first: scripts/testenv up (or run scripts/test)",
@@ -444,8 +448,7 @@ pub fn kubectl(args: &[&str]) -> std::process::Output {
 
 /// The test environment's own tools (kubectl, oras, tofu) by name.
 pub fn testenv_tool(name: &str) -> Command {
-    let dir = kubeconfig_path().parent().unwrap().join("bin");
-    let mut cmd = Command::new(dir.join(name));
+    let mut cmd = Command::new(testenv_dir().join("bin").join(name));
     if let Some(rc) = testenv().get("TF_CLI_CONFIG_FILE") {
         cmd.env("TF_CLI_CONFIG_FILE", rc);
     }
