@@ -22,6 +22,8 @@ enum Command {
     Push(cli::oci::PushArgs),
     /// Fetch an OCI artifact, verify its digests and extract it safely.
     Pull(cli::oci::PullArgs),
+    /// Execute one run (plan, apply or destroy) and leave its results in Kubernetes objects.
+    Runner(cli::runner::RunnerArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,13 @@ fn main() -> ExitCode {
         },
         Command::Push(args) => run_cli(async move { cli::oci::push(args).await }),
         Command::Pull(args) => run_cli(async move { cli::oci::pull(args).await }),
+        Command::Runner(args) => {
+            telemetry::init(telemetry::LogFormat::Text);
+            match runtime(false) {
+                Ok(rt) => rt.block_on(cli::runner::run(args)),
+                Err(code) => code,
+            }
+        }
         Command::Controller(opts) => {
             telemetry::init(opts.log_format);
             let runtime = match runtime(true) {

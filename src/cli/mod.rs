@@ -2,3 +2,4 @@
 
 pub mod crds;
 pub mod oci;
+pub mod runner;

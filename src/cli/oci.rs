@@ -164,7 +164,7 @@ pub async fn pull(args: PullArgs) -> Result<String, FetchError> {
             }
         })
         .await?;
-    copy_tree(&entry.dir, &args.output, args.cache.is_none())
+    crate::source::cache::place_tree(&entry.dir, &args.output, args.cache.is_none())
         .map_err(|e| FetchError::failed(format!("writing {}", args.output.display()), e))?;
     Ok(format!(
         "pulled {}:{} to {}{}",
@@ -173,28 +173,4 @@ pub async fn pull(args: PullArgs) -> Result<String, FetchError> {
         args.output.display(),
         if entry.hit { " (from cache)" } else { "" }
     ))
-}
-
-/// Moves (scratch) or copies (cache) an extracted tree to its destination.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path, moved: bool) -> std::io::Result<()> {
-    if moved {
-        if to.exists() {
-            std::fs::remove_dir(to)?;
-        }
-        return std::fs::rename(from, to);
-    }
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        let ty = entry.file_type()?;
-        if ty.is_dir() {
-            copy_tree(&entry.path(), &target, false)?;
-        } else if ty.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }

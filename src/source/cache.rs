@@ -79,6 +79,31 @@ impl Cache {
     }
 }
 
+/// Puts an extracted tree at `to`: moved when it is scratch (`moved`), else copied so that the
+/// cached tree stays pristine. Links are copied as links.
+pub fn place_tree(from: &Path, to: &Path, moved: bool) -> std::io::Result<()> {
+    if moved {
+        if to.exists() {
+            std::fs::remove_dir(to)?;
+        }
+        return std::fs::rename(from, to);
+    }
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            place_tree(&entry.path(), &target, false)?;
+        } else if ty.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

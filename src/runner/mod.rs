@@ -1,0 +1,10 @@
+//! `landform runner`: executes exactly one run (engine × operation) and exits. In a pod in
+//! production; as a local process in `--runner=local` mode and in tests.
+
+pub mod chunks;
+pub mod execute;
+pub mod identity;
+pub mod opentofu;
+pub mod plan;
+pub mod spec;
+pub mod workspace;

@@ -1,0 +1,254 @@
+//! From `tofu show -json` of a saved plan to what status shows: counts, resource addresses,
+//! actions and changed attribute paths. Values never leave this module, so nothing sensitive
+//! can reach status, events or logs through it. Pure.
+
+use serde_json::Value;
+
+use crate::api::{PlanSummary, ResourceChange};
+
+/// How many resources status lists; the summary counts them all.
+pub const MAX_LISTED: usize = 100;
+/// How many changed attribute paths are listed per resource.
+pub const MAX_PATHS: usize = 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the plan JSON is not what OpenTofu writes: {0}")]
+pub struct PlanJsonError(String);
+
+/// The plan as status shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub counts: PlanSummary,
+    pub resources: Vec<ResourceChange>,
+    /// Total number of changed resources (may exceed `resources.len()`).
+    pub total: usize,
+}
+
+impl Summary {
+    pub fn has_changes(&self) -> bool {
+        self.total > 0
+    }
+}
+
+/// The action of a `change.actions` list, in the words status uses.
+fn action(actions: &[Value]) -> Option<&'static str> {
+    let a: Vec<&str> = actions.iter().filter_map(Value::as_str).collect();
+    match a.as_slice() {
+        ["create"] => Some("create"),
+        ["update"] => Some("update"),
+        ["delete"] => Some("delete"),
+        ["delete", "create"] | ["create", "delete"] => Some("replace"),
+        ["read"] => Some("read"),
+        _ => None, // no-op
+    }
+}
+
+/// Summarises `resource_changes` (or, with `drift`, `resource_drift`).
+pub fn summarize(plan: &Value, drift: bool) -> Result<Summary, PlanJsonError> {
+    let key = if drift {
+        "resource_drift"
+    } else {
+        "resource_changes"
+    };
+    let changes = match plan.get(key) {
+        None | Some(Value::Null) => return Ok(Summary::default()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(PlanJsonError(format!("{key} is not a list"))),
+    };
+    let mut s = Summary::default();
+    for rc in changes {
+        let address = rc["address"]
+            .as_str()
+            .ok_or_else(|| PlanJsonError("a change has no address".into()))?;
+        let change = &rc["change"];
+        let Some(act) = action(
+            change["actions"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+        ) else {
+            continue;
+        };
+        match act {
+            "create" => s.counts.add += 1,
+            "update" => s.counts.change += 1,
+            "delete" => s.counts.destroy += 1,
+            "replace" => {
+                s.counts.add += 1;
+                s.counts.destroy += 1;
+            }
+            _ => {}
+        }
+        s.total += 1;
+        if s.resources.len() < MAX_LISTED {
+            let mut paths = changed_paths(&change["before"], &change["after"], "");
+            paths.sort();
+            paths.truncate(MAX_PATHS);
+            s.resources.push(ResourceChange {
+                address: address.to_string(),
+                resource_type: rc["type"].as_str().map(str::to_string),
+                action: act.to_string(),
+                paths,
+            });
+        }
+    }
+    Ok(s)
+}
+
+/// Attribute paths whose values differ between `before` and `after` (`tags.env`, `ports[0]`).
+/// Only the paths: whether a value is sensitive, its content never matters here.
+pub fn changed_paths(before: &Value, after: &Value, prefix: &str) -> Vec<String> {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter()
+                .flat_map(|k| {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    changed_paths(
+                        b.get(k).unwrap_or(&Value::Null),
+                        a.get(k).unwrap_or(&Value::Null),
+                        &p,
+                    )
+                })
+                .collect()
+        }
+        (Value::Array(b), Value::Array(a)) if b.len() == a.len() => b
+            .iter()
+            .zip(a)
+            .enumerate()
+            .flat_map(|(i, (x, y))| changed_paths(x, y, &format!("{prefix}[{i}]")))
+            .collect(),
+        // Creations and deletions list no paths: the whole resource changes.
+        (Value::Null, _) | (_, Value::Null) if prefix.is_empty() => vec![],
+        (b, a) if b == a => vec![],
+        _ => vec![if prefix.is_empty() {
+            "(resource)".to_string()
+        } else {
+            prefix.to_string()
+        }],
+    }
+}
+
+/// Output values from `tofu output -json`, keeping all or `only` the named ones.
+pub fn outputs(json: &Value, only: Option<&[String]>) -> Vec<(String, Value, bool)> {
+    let Some(map) = json.as_object() else {
+        return vec![];
+    };
+    let mut out: Vec<_> = map
+        .iter()
+        .filter(|(k, _)| only.is_none_or(|o| o.iter().any(|n| n == *k)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v["value"].clone(),
+                v["sensitive"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn counts_and_lists_changes_without_values() {
+        let plan = json!({"resource_changes": [
+            {"address": "random_pet.name", "type": "random_pet", "change": {"actions": ["create"], "before": null, "after": {"length": 2}}},
+            {"address": "local_file.f", "type": "local_file", "change": {"actions": ["delete", "create"],
+                "before": {"content": "old secret", "filename": "a"}, "after": {"content": "new secret", "filename": "a"}}},
+            {"address": "terraform_data.t", "type": "terraform_data", "change": {"actions": ["update"],
+                "before": {"input": {"tags": {"env": "dev", "team": "a"}}}, "after": {"input": {"tags": {"env": "prod", "team": "a"}}}}},
+            {"address": "null_resource.same", "type": "null_resource", "change": {"actions": ["no-op"], "before": {}, "after": {}}},
+            {"address": "random_id.gone", "type": "random_id", "change": {"actions": ["delete"], "before": {"x": 1}, "after": null}},
+        ]});
+        let s = summarize(&plan, false).unwrap();
+        assert_eq!(
+            s.counts,
+            PlanSummary {
+                add: 2,
+                change: 1,
+                destroy: 2
+            }
+        );
+        assert_eq!(s.total, 4);
+        let actions: Vec<_> = s
+            .resources
+            .iter()
+            .map(|r| (r.address.as_str(), r.action.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("random_pet.name", "create"),
+                ("local_file.f", "replace"),
+                ("terraform_data.t", "update"),
+                ("random_id.gone", "delete")
+            ]
+        );
+        assert_eq!(s.resources[1].paths, ["content"]);
+        assert_eq!(s.resources[2].paths, ["input.tags.env"]);
+        let rendered = serde_json::to_string(&s.resources).unwrap();
+        assert!(
+            !rendered.contains("secret") && !rendered.contains("prod"),
+            "values leaked: {rendered}"
+        );
+    }
+
+    #[test]
+    fn drift_reads_resource_drift_and_an_empty_plan_has_no_changes() {
+        let plan = json!({"resource_drift": [{"address": "local_file.f", "type": "local_file",
+            "change": {"actions": ["update"], "before": {"content": "a"}, "after": {"content": "b"}}}]});
+        let d = summarize(&plan, true).unwrap();
+        assert_eq!(
+            (d.total, d.resources[0].paths.clone()),
+            (1, vec!["content".to_string()])
+        );
+        assert!(!summarize(&plan, false).unwrap().has_changes());
+        assert!(summarize(&json!({"resource_changes": 3}), false).is_err());
+    }
+
+    #[test]
+    fn bounds_the_list_but_not_the_counts() {
+        let many: Vec<_> = (0..150)
+            .map(|i| json!({"address": format!("random_id.x[{i}]"), "type": "random_id", "change": {"actions": ["create"], "before": null, "after": {}}}))
+            .collect();
+        let s = summarize(&json!({"resource_changes": many}), false).unwrap();
+        assert_eq!(
+            (s.total, s.resources.len(), s.counts.add),
+            (150, MAX_LISTED, 150)
+        );
+    }
+
+    #[test]
+    fn arrays_and_whole_value_changes() {
+        let p = changed_paths(
+            &json!({"ports": [80, 443], "name": "a"}),
+            &json!({"ports": [80, 8443], "name": "a"}),
+            "",
+        );
+        assert_eq!(p, ["ports[1]"]);
+        let p = changed_paths(&json!({"ports": [80]}), &json!({"ports": [80, 443]}), "");
+        assert_eq!(p, ["ports"]);
+    }
+
+    #[test]
+    fn selects_outputs() {
+        let j = json!({"name": {"value": "pet", "sensitive": false}, "token": {"value": "t", "sensitive": true}});
+        assert_eq!(outputs(&j, None).len(), 2);
+        let only = vec!["name".to_string()];
+        assert_eq!(
+            outputs(&j, Some(&only)),
+            vec![("name".to_string(), json!("pet"), false)]
+        );
+    }
+}

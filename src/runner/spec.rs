@@ -1,0 +1,123 @@
+//! What one run is told to do, and what it reports back. The controller writes a [`RunSpec`];
+//! the runner writes a [`RunResult`]. Both travel as Kubernetes objects, never over a network
+//! protocol of our own, and neither holds a secret value: variables from Secrets are referenced,
+//! and resolved by the runner.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Engine, OutputsSecret, PlanSummary, ResourceChange, ValuesFrom, Variable};
+
+/// The operation of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Plan and keep the saved plan.
+    Plan,
+    /// Apply a saved plan (`plan_id`).
+    Apply,
+    /// Plan a destroy and apply it.
+    Destroy,
+}
+
+/// The artifact to run, pinned by digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactRef {
+    /// `oci://host/repository` or an `http(s)://` Flux artifact URL.
+    pub url: String,
+    pub digest: String,
+    pub revision: String,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_media_type: Option<String>,
+    /// dockerconfigjson Secret for the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<String>,
+}
+
+/// Where state lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "type"
+)]
+pub enum Backend {
+    /// OpenTofu's `kubernetes` backend: state in Secret `tfstate-<workspace>-<suffix>`, lock in
+    /// Lease `lock-tfstate-<workspace>-<suffix>`, both in `namespace`.
+    Kubernetes {
+        namespace: String,
+        secret_suffix: String,
+    },
+    /// A complete `terraform { backend … }` block.
+    Raw { hcl: String },
+    /// The same, read from a Secret key.
+    FromSecret { name: String, key: String },
+}
+
+/// The object a run belongs to (owner of its result objects).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Owner {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSpec {
+    /// Name of the run; result objects are named after it.
+    pub name: String,
+    pub namespace: String,
+    pub owner: Owner,
+    pub operation: Operation,
+    pub engine: Engine,
+    pub artifact: ArtifactRef,
+    /// Module directory inside the artifact.
+    #[serde(default)]
+    pub path: String,
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+    #[serde(default)]
+    pub vars: Vec<Variable>,
+    #[serde(default)]
+    pub vars_from: Vec<ValuesFrom>,
+    pub backend: Backend,
+    /// For `apply`: the plan to apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_secret: Option<OutputsSecret>,
+}
+
+fn default_workspace() -> String {
+    "default".into()
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResult {
+    pub succeeded: bool,
+    /// Static reason when it failed (condition reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What went wrong, in words a user can act on (OpenTofu's diagnostics quoted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<PlanSummary>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceChange>,
+    /// Names of the outputs written (never values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// The engine and its version, e.g. `OpenTofu v1.12.6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+}
