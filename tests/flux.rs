@@ -115,7 +115,8 @@ async fn follows_an_oci_repository_and_verifies_its_artifact() {
     tfs.create(&Default::default(), &tf).await.unwrap();
     let status = eventually("tf/net to resolve", WAIT, || async {
         let s = tfs.get("net").await.ok()?.status?;
-        (ready_reason(&s)? == "ArtifactResolved").then_some(s)
+        // Resolved and planned (an output to create), waiting for approval.
+        (ready_reason(&s)? == "AwaitingApproval").then_some(s)
     })
     .await;
     let a = status.artifact.unwrap();

@@ -58,10 +58,11 @@ async fn oci_tags_resolve_to_digests_and_new_revisions_are_recorded() {
     let d1 = push(&format!("oci://{repo}:1.0.0"));
 
     create(&client, &ns, "hello", json!({"interval": "10m", "source": {"oci": {"url": format!("oci://{repo}"), "ref": {"tag": "1.0.0"}, "insecure": true}}})).await;
-    let s = wait_reason(&client, &ns, "hello", "ArtifactResolved").await;
+    // Resolved, then planned from exactly that revision (manual approval: it waits).
+    let s = wait_reason(&client, &ns, "hello", "AwaitingApproval").await;
     assert_eq!(
-        ready(&s).unwrap().message,
-        format!("Resolved revision 1.0.0@{d1} of oci://{repo}")
+        s.plan.as_ref().unwrap().revision.as_deref(),
+        Some(format!("1.0.0@{d1}").as_str())
     );
     let artifact = s.artifact.unwrap();
     assert_eq!(artifact.revision, format!("1.0.0@{d1}"));
@@ -170,7 +171,8 @@ async fn a_missing_credentials_secret_is_named_and_recovery_follows_its_creation
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    let s = wait_reason(&client, &ns, "private", "ArtifactResolved").await;
+    // Resolved with the credentials, and fetched by the runner with them too.
+    let s = wait_reason(&client, &ns, "private", "AwaitingApproval").await;
     assert!(s.artifact.unwrap().revision.starts_with("1@sha256:"));
     assert_eq!(s.failures, 0);
 

@@ -26,6 +26,13 @@ pub struct ObjectStatus {
     /// Digest of the artifact last applied; destroy uses exactly this artifact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_digest: Option<String>,
+    /// Where that artifact is fetched from.
+    #[serde(
+        default,
+        rename = "lastAppliedURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_applied_url: Option<String>,
 
     /// The artifact the next run uses, as last resolved from the source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +92,16 @@ pub struct PlanStatus {
     /// The revision the plan was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The artifact digest the plan was made from; apply uses exactly this artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Hash of the spec fields that shape a plan (path, variables, backend, …); a change
+    /// makes a new plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
+    /// When the plan was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
     pub summary: PlanSummary,
     /// The planned changes (bounded; `summary` has the totals).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -19,5 +19,6 @@ pub struct Context {
     pub http: reqwest::Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub runs: super::runs::Runs,
     pub settings: Settings,
 }

@@ -3,14 +3,18 @@
 
 mod backoff;
 mod context;
+mod deletion;
 mod events;
 mod http;
 mod leader;
+mod lifecycle;
 mod metrics;
 mod outcome;
 mod reconcile;
+mod runs;
 mod source;
 mod steps;
+mod tfrun;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +66,22 @@ pub struct Options {
     #[arg(long)]
     pub allow_cross_namespace_refs: bool,
 
+    /// How runs execute.
+    #[arg(long, value_enum, default_value_t = runs::RunnerMode::Local)]
+    pub runner: runs::RunnerMode,
+
+    /// OpenTofu binary for local runs (default: `tofu` on PATH).
+    #[arg(long, env = "LANDFORM_TOFU")]
+    pub tofu: Option<std::path::PathBuf>,
+
+    /// Verified, extracted artifacts by digest, shared by local runs.
+    #[arg(long, env = "LANDFORM_CACHE_DIR")]
+    pub runner_cache_dir: Option<std::path::PathBuf>,
+
+    /// Provider plugin cache shared by local runs.
+    #[arg(long, env = "LANDFORM_PLUGIN_CACHE_DIR")]
+    pub plugin_cache_dir: Option<std::path::PathBuf>,
+
     /// Objects reconciled in parallel, per kind.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -83,6 +103,8 @@ pub enum Error {
     Leader(#[from] leader::Error),
     #[error("building the HTTP client: {0}")]
     Http(String),
+    #[error("preparing local runs: {0}")]
+    Runs(#[source] std::io::Error),
 }
 
 fn identity(opts: &Options) -> String {
@@ -251,8 +273,15 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         .build()
         .map_err(|e| Error::Http(e.to_string()))?;
     let flux_kinds = flux_kinds_served(&client).await;
+    let runs = runs::Runs::new(runs::RunnerSettings {
+        tofu: opts.tofu.clone(),
+        cache_dir: opts.runner_cache_dir.clone(),
+        plugin_cache_dir: opts.plugin_cache_dir.clone(),
+    })
+    .map_err(Error::Runs)?;
     let ctx = Arc::new(Context {
         http,
+        runs,
         recorder: events::Recorder::new(client.clone(), identity.clone()),
         client,
         metrics: metrics.clone(),

@@ -20,6 +20,18 @@ pub enum Outcome {
         message: String,
         requeue: Duration,
     },
+    /// Done: the infrastructure matches the desired state.
+    Ready {
+        reason: &'static str,
+        message: String,
+        requeue: Duration,
+    },
+    /// Waiting for a person (approval); not a failure, nothing to retry until the spec changes.
+    Blocked {
+        reason: &'static str,
+        message: String,
+        warning: bool,
+    },
     /// `spec.suspend` is set.
     Suspended,
     /// A step failed.
@@ -77,6 +89,8 @@ pub fn settle(
     status.observed_generation = generation;
     let conds = &mut status.conditions;
     let mut event_note = None;
+    // Blocked outcomes say themselves whether they deserve a warning; else False warns.
+    let mut warning = None;
 
     let requeue = match outcome {
         Outcome::Progressing {
@@ -106,6 +120,31 @@ pub fn settle(
             status.failures = 0;
             status.last_failure_time = None;
             Some(requeue)
+        }
+        Outcome::Ready {
+            reason,
+            message,
+            requeue,
+        } => {
+            set_condition(conds, C::Ready, S::True, reason, &message, generation, now);
+            remove_condition(conds, C::Reconciling);
+            remove_condition(conds, C::Stalled);
+            status.failures = 0;
+            status.last_failure_time = None;
+            Some(requeue)
+        }
+        Outcome::Blocked {
+            reason,
+            message,
+            warning: warn,
+        } => {
+            set_condition(conds, C::Ready, S::False, reason, &message, generation, now);
+            remove_condition(conds, C::Reconciling);
+            remove_condition(conds, C::Stalled);
+            status.failures = 0;
+            status.last_failure_time = None;
+            warning = Some(warn);
+            None
         }
         Outcome::Suspended => {
             remove_condition(conds, C::Reconciling);
@@ -174,7 +213,7 @@ pub fn settle(
     let event = ready.and_then(|r| {
         let changed = before.as_ref() != Some(&(r.status.clone(), r.reason.clone()));
         (changed || (stalled && !was_stalled)).then(|| EventSpec {
-            warning: r.status == "False",
+            warning: warning.unwrap_or(r.status == "False"),
             reason: r.reason,
             note: event_note.unwrap_or(r.message),
         })

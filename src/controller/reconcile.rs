@@ -14,6 +14,7 @@ use super::metrics::{FailureLabels, KindLabels, ObjectLabels};
 use super::outcome::{self, Outcome, RetryPolicy, Settled};
 use super::source::{self, Resolution};
 use super::{backoff, steps};
+use super::{deletion, tfrun};
 use crate::api::{FINALIZER, Managed};
 
 /// The field manager of everything the controller writes.
@@ -60,10 +61,19 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
         })
         .inc();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let deleting =
+        obj.meta().deletion_timestamp.is_some() && obj.finalizers().iter().any(|f| f == FINALIZER);
+    let mut destroyed = false;
+    if deleting {
+        match deletion::before_release(&*obj, &ctx, &namespace).await? {
+            deletion::Release::Later(action) => return Ok(action),
+            deletion::Release::Now { destroyed: d } => destroyed = d,
+        }
+    }
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             finalizer::Event::Apply(o) => apply(o, &ctx, &namespace).await,
-            finalizer::Event::Cleanup(o) => cleanup(o, &ctx).await,
+            finalizer::Event::Cleanup(o) => deletion::cleanup(&*o, &ctx, destroyed).await,
         }
     })
     .await
@@ -90,7 +100,7 @@ pub fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> 
     Action::requeue(Duration::from_secs(10))
 }
 
-fn retry_policy<K: Managed>(obj: &K, timing: Option<&steps::Timing>) -> RetryPolicy {
+pub(super) fn retry_policy<K: Managed>(obj: &K, timing: Option<&steps::Timing>) -> RetryPolicy {
     let (base, cap, max_retries) = match timing {
         Some(t) => (
             t.retry_interval,
@@ -138,7 +148,9 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
         }
     }
 
-    let mut artifact = status.and_then(|s| s.artifact.clone());
+    // A working copy of the status that the steps below advance.
+    let mut work = status.cloned().unwrap_or_default();
+    let mut launch = None;
     let result = match timing {
         Err(e) => Outcome::Failed {
             reason: e.reason(),
@@ -154,33 +166,37 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
                 requeue: timing.retry_interval,
             },
             Ok(Resolution::Resolved(found)) => {
-                let message = format!(
-                    "Resolved revision {} of {}",
-                    found.revision,
-                    steps::describe_source(obj.common(), namespace)
-                );
-                if artifact.as_ref().map(|a| &a.digest) != Some(&found.digest) {
-                    let was = artifact
+                if work.artifact.as_ref().map(|a| &a.digest) != Some(&found.digest) {
+                    let was = work
+                        .artifact
                         .as_ref()
                         .map(|a| format!(" (was {})", a.revision))
                         .unwrap_or_default();
                     let note = format!("New revision {}{was}", found.revision);
-                    publish(
-                        ctx,
-                        &*obj,
-                        &outcome::EventSpec {
-                            warning: false,
-                            reason: "NewRevision".into(),
-                            note,
-                        },
-                    )
-                    .await;
+                    let event = outcome::EventSpec {
+                        warning: false,
+                        reason: "NewRevision".into(),
+                        note,
+                    };
+                    publish(ctx, &*obj, &event).await;
                 }
-                artifact = Some(found);
-                Outcome::Progressing {
-                    reason: "ArtifactResolved",
-                    message,
-                    requeue: timing.interval,
+                work.artifact = Some(found.clone());
+                match obj.as_terraform() {
+                    Some(tf) => {
+                        let (outcome, run) =
+                            tfrun::advance(tf, &mut work, &found, &timing, ctx).await;
+                        launch = run;
+                        outcome
+                    }
+                    None => Outcome::Progressing {
+                        reason: "ArtifactResolved",
+                        message: format!(
+                            "Resolved revision {} of {}",
+                            found.revision,
+                            steps::describe_source(obj.common(), namespace)
+                        ),
+                        requeue: timing.interval,
+                    },
                 }
             }
             Err(e) => Outcome::Failed {
@@ -202,43 +218,24 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
     }
 
     let mut settled = outcome::settle(
-        status,
+        Some(&work),
         generation,
         result,
         &policy,
         Time(jiff::Timestamp::now()),
     );
-    settled.status.artifact = artifact;
     settled.status.last_handled_reconcile_at =
         requested.or_else(|| status.and_then(|s| s.last_handled_reconcile_at.clone()));
     write_status(&*obj, ctx, namespace, &settled).await?;
+    // Only once the run is recorded in status is it started (see tfrun::advance).
+    ctx.runs.launch(launch);
     Ok(match settled.requeue {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     })
 }
 
-async fn cleanup<K: Managed>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
-    // Nothing has been applied by this version, so there is nothing to destroy.
-    let note = if obj.common().destroy_on_delete {
-        "Deleted; nothing had been applied, so there was nothing to destroy"
-    } else {
-        "Deleted; destroyOnDelete is false, so the infrastructure and its state are left in place"
-    };
-    publish(
-        ctx,
-        &*obj,
-        &outcome::EventSpec {
-            warning: false,
-            reason: "Finalized".into(),
-            note: note.into(),
-        },
-    )
-    .await;
-    Ok(Action::await_change())
-}
-
-async fn write_status<K: Managed>(
+pub(super) async fn write_status<K: Managed>(
     obj: &K,
     ctx: &Context,
     namespace: &str,
@@ -271,7 +268,7 @@ async fn write_status<K: Managed>(
 }
 
 /// Records an event; failing to record one is logged, never fatal.
-async fn publish<K: Managed>(ctx: &Context, obj: &K, event: &outcome::EventSpec) {
+pub(super) async fn publish<K: Managed>(ctx: &Context, obj: &K, event: &outcome::EventSpec) {
     let result = ctx
         .recorder
         .publish(

@@ -26,6 +26,32 @@ pub const LABEL_OWNER: &str = "landform.dev/owner";
 pub const LABEL_PLAN: &str = "landform.dev/plan-id";
 pub const LABEL_PART: &str = "landform.dev/part";
 
+/// Every reason a run result may carry (from fetching, extraction, the engine and the runner).
+pub const REASONS: &[&str] = &[
+    "InvalidSource",
+    "SourceUnavailable",
+    "SourceUnauthorized",
+    "ArtifactNotFound",
+    "NoMatchingVersion",
+    "InvalidArtifact",
+    "DigestMismatch",
+    "ArtifactTooLarge",
+    "UnsafeArtifact",
+    "ExtractionFailed",
+    "FetchFailed",
+    "EngineUnavailable",
+    "StateLocked",
+    "EngineFailed",
+    "InitFailed",
+    "PlanFailed",
+    "ApplyFailed",
+    "DestroyFailed",
+    "VarsSourceNotFound",
+    "InvalidInput",
+    "PlanNotFound",
+    "RunnerFailed",
+];
+
 /// Runner settings from its command line.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -181,6 +207,7 @@ async fn execute(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunR
             let shown = tofu.show(&ws.module, &plan_file).await?;
             let summary =
                 plan::summarize(&shown, false).map_err(|e| RunError::Input(e.to_string()))?;
+            result.has_changes = plan::has_changes(&shown);
             let bytes = std::fs::read(&plan_file).map_err(io_err("reading the saved plan"))?;
             store_plan(client, spec, &id, &bytes).await?;
             result.plan_id = Some(id);

@@ -135,6 +135,28 @@ pub fn changed_paths(before: &Value, after: &Value, prefix: &str) -> Vec<String>
     }
 }
 
+/// Whether applying the plan would change anything: a resource, or an output value (a plan
+/// that only changes outputs still has to be applied for the outputs to exist).
+pub fn has_changes(plan: &Value) -> bool {
+    let changing = |v: &Value| {
+        action(
+            v["change"]["actions"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+        )
+        .is_some_and(|a| a != "read")
+            || action(v["actions"].as_array().map(Vec::as_slice).unwrap_or(&[]))
+                .is_some_and(|a| a != "read")
+    };
+    plan["resource_changes"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(changing))
+        || plan["output_changes"]
+            .as_object()
+            .is_some_and(|o| o.values().any(changing))
+}
+
 /// Output values from `tofu output -json`, keeping all or `only` the named ones.
 pub fn outputs(json: &Value, only: Option<&[String]>) -> Vec<(String, Value, bool)> {
     let Some(map) = json.as_object() else {
@@ -239,6 +261,19 @@ mod tests {
         assert_eq!(p, ["ports[1]"]);
         let p = changed_paths(&json!({"ports": [80]}), &json!({"ports": [80, 443]}), "");
         assert_eq!(p, ["ports"]);
+    }
+
+    #[test]
+    fn output_only_changes_count_as_changes() {
+        assert!(has_changes(
+            &json!({"output_changes": {"v": {"actions": ["create"]}}})
+        ));
+        assert!(!has_changes(
+            &json!({"output_changes": {"v": {"actions": ["no-op"]}}, "resource_changes": []})
+        ));
+        assert!(has_changes(
+            &json!({"resource_changes": [{"address": "a", "change": {"actions": ["update"]}}]})
+        ));
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub struct RunResult {
     pub plan_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<PlanSummary>,
+    /// Whether the plan changes anything (resources or outputs); a plan without changes needs
+    /// no apply.
+    #[serde(default)]
+    pub has_changes: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceChange>,
     /// Names of the outputs written (never values).

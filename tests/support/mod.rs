@@ -196,10 +196,12 @@ pub async fn install_crds(client: &Client) {
 
 /// Applies the RBAC from `deploy/rbac/` (cluster roles only).
 pub async fn install_rbac(client: &Client) {
-    let yaml = std::fs::read_to_string(repo_root().join("deploy/rbac/controller.yaml")).unwrap();
-    apply_yaml(client, &yaml, None)
-        .await
-        .expect("applying deploy/rbac/controller.yaml");
+    for file in ["deploy/rbac/controller.yaml", "deploy/rbac/runner.yaml"] {
+        let yaml = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        apply_yaml(client, &yaml, None)
+            .await
+            .unwrap_or_else(|e| panic!("applying {file}: {e}"));
+    }
 }
 
 /// Creates a service account bound (in `ns` only) to the given cluster roles and returns a
@@ -357,7 +359,11 @@ impl Controller {
             client,
             ns,
             "landform-controller",
-            &["landform-controller", "landform-leader-election"],
+            &[
+                "landform-controller",
+                "landform-leader-election",
+                "landform-runner",
+            ],
         )
         .await;
         let metrics_port = free_port();
@@ -376,6 +382,8 @@ impl Controller {
             .arg(format!("127.0.0.1:{metrics_port}"))
             .args(extra)
             .env("KUBECONFIG", &kubeconfig)
+            .env("LANDFORM_TOFU", testenv_dir().join("bin/tofu"))
+            .env("TF_CLI_CONFIG_FILE", testenv_dir().join("tofurc"))
             .env("RUST_LOG", "info,landform=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -12,12 +12,18 @@ variable "greeting" {
   default = "Hello"
 }
 
+variable "directory" {
+  type        = string
+  description = "Where the greeting file is written (on the machine that runs the module)."
+  default     = "/tmp/landform-hello"
+}
+
 resource "random_pet" "name" {
   length = 2
 }
 
 resource "local_file" "greeting" {
-  filename = "${path.module}/out/greeting.txt"
+  filename = "${var.directory}/greeting.txt"
   content  = "${var.greeting}, ${random_pet.name.id}!\n"
 }
 

@@ -1,0 +1,294 @@
+//! What to do next with an object whose source is resolved: plan, apply, wait for approval, or
+//! nothing. Pure: the status, the spec facts and the clock in, a decision out.
+
+use std::time::Duration;
+
+use crate::api::{ApprovePlan, ArtifactStatus, Mode, ObjectStatus};
+use crate::runner::spec::Operation;
+
+/// The facts of the spec that decide the next step.
+pub struct Facts<'a> {
+    pub approve: &'a ApprovePlan,
+    pub mode: Mode,
+    pub interval: Duration,
+    /// Hash of the plan-shaping spec fields (see [`inputs_hash`]).
+    pub inputs: &'a str,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Start a run.
+    Run {
+        operation: Operation,
+        plan_id: Option<String>,
+    },
+    /// A pending plan waits for a person.
+    AwaitApproval { message: String },
+    /// `approvePlan` names another plan than the pending one.
+    StaleApproval { message: String },
+    /// Applied (or nothing to apply); look again after `requeue`.
+    InSync { message: String, requeue: Duration },
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+pub fn decide(
+    status: &ObjectStatus,
+    artifact: &ArtifactStatus,
+    facts: &Facts,
+    now: jiff::Timestamp,
+) -> Next {
+    let fresh = |p: &&crate::api::PlanStatus| {
+        p.digest.as_deref() == Some(artifact.digest.as_str())
+            && p.inputs.as_deref() == Some(facts.inputs)
+            && (p.pending || age(p.created_at.as_ref(), now) < facts.interval)
+    };
+    let Some(plan) = status.plan.as_ref().filter(fresh) else {
+        return Next::Run {
+            operation: Operation::Plan,
+            plan_id: None,
+        };
+    };
+    let counts = &plan.summary;
+    let changes = format!("+{} ~{} -{}", counts.add, counts.change, counts.destroy);
+    if !plan.pending {
+        let since = age(plan.created_at.as_ref(), now);
+        let message = match &status.last_applied_revision {
+            Some(r) if status.last_applied_digest.as_deref() == Some(artifact.digest.as_str()) => {
+                format!("Applied revision {r}")
+            }
+            _ => format!("No changes to apply for revision {}", artifact.revision),
+        };
+        return Next::InSync {
+            message,
+            requeue: facts
+                .interval
+                .saturating_sub(since)
+                .max(Duration::from_secs(1)),
+        };
+    }
+    if facts.mode == Mode::DriftOnly {
+        return Next::InSync {
+            message: format!(
+                "Drift-only: plan {} ({changes}) is reported, never applied",
+                short(&plan.id)
+            ),
+            requeue: facts.interval,
+        };
+    }
+    if facts.approve.is_auto() {
+        return Next::Run {
+            operation: Operation::Apply,
+            plan_id: Some(plan.id.clone()),
+        };
+    }
+    match facts.approve.plan_prefix() {
+        Some(prefix) if plan.id.starts_with(prefix) => Next::Run {
+            operation: Operation::Apply,
+            plan_id: Some(plan.id.clone()),
+        },
+        Some(prefix) => Next::StaleApproval {
+            message: format!(
+                "spec.approvePlan approves plan {prefix}, but the current plan is {} ({changes}); approve {} to apply it",
+                short(&plan.id),
+                short(&plan.id)
+            ),
+        },
+        None => Next::AwaitApproval {
+            message: format!(
+                "Plan {} ({changes}) for revision {} waits for approval: set spec.approvePlan to {} or run `landform approve`",
+                short(&plan.id),
+                plan.revision.as_deref().unwrap_or("?"),
+                short(&plan.id)
+            ),
+        },
+    }
+}
+
+fn age(
+    t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    now: jiff::Timestamp,
+) -> Duration {
+    t.and_then(|t| Duration::try_from(now.duration_since(t.0)).ok())
+        .unwrap_or(Duration::MAX)
+}
+
+/// A stable hash of the spec fields that shape a plan. Approval, scheduling and suspension are
+/// left out: changing them must not make a new plan.
+pub fn inputs_hash(spec: &crate::api::TerraformSpec) -> String {
+    let shaping = serde_json::json!({
+        "path": spec.path, "workspace": spec.workspace, "engine": spec.engine,
+        "vars": spec.vars, "varsFrom": spec.vars_from, "backend": spec.backend,
+    });
+    crate::source::digest::sha256(shaping.to_string().as_bytes()).hex[..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{PlanStatus, PlanSummary};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn at(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(s).unwrap()
+    }
+
+    fn artifact() -> ArtifactStatus {
+        ArtifactStatus {
+            url: "oci://r/x".into(),
+            revision: "1.0.0@sha256:aa".into(),
+            digest: "sha256:aa".into(),
+        }
+    }
+
+    fn pending(id: &str) -> ObjectStatus {
+        ObjectStatus {
+            plan: Some(PlanStatus {
+                id: id.into(),
+                pending: true,
+                revision: Some("1.0.0@sha256:aa".into()),
+                digest: Some("sha256:aa".into()),
+                inputs: Some("in".into()),
+                created_at: Some(Time(at(100))),
+                summary: PlanSummary {
+                    add: 2,
+                    change: 0,
+                    destroy: 0,
+                },
+                resources: vec![],
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn facts(approve: &ApprovePlan) -> Facts<'_> {
+        Facts {
+            approve,
+            mode: Mode::Reconcile,
+            interval: Duration::from_secs(600),
+            inputs: "in",
+        }
+    }
+
+    #[test]
+    fn plans_first_and_again_when_artifact_or_inputs_change() {
+        let manual = ApprovePlan::default();
+        let plan = Next::Run {
+            operation: Operation::Plan,
+            plan_id: None,
+        };
+        assert_eq!(
+            decide(
+                &ObjectStatus::default(),
+                &artifact(),
+                &facts(&manual),
+                at(100)
+            ),
+            plan
+        );
+        let mut other = artifact();
+        other.digest = "sha256:bb".into();
+        assert_eq!(
+            decide(
+                &pending("3f9a2c1d0e4b5a6c"),
+                &other,
+                &facts(&manual),
+                at(100)
+            ),
+            plan
+        );
+        let changed = Facts {
+            inputs: "changed",
+            ..facts(&manual)
+        };
+        assert_eq!(
+            decide(&pending("3f9a2c1d0e4b5a6c"), &artifact(), &changed, at(100)),
+            plan
+        );
+    }
+
+    #[test]
+    fn approval_policies() {
+        let s = pending("3f9a2c1d0e4b5a6c");
+        let apply = Next::Run {
+            operation: Operation::Apply,
+            plan_id: Some("3f9a2c1d0e4b5a6c".into()),
+        };
+        assert_eq!(
+            decide(
+                &s,
+                &artifact(),
+                &facts(&ApprovePlan("auto".into())),
+                at(200)
+            ),
+            apply
+        );
+        assert_eq!(
+            decide(
+                &s,
+                &artifact(),
+                &facts(&ApprovePlan("3f9a2c".into())),
+                at(200)
+            ),
+            apply
+        );
+        match decide(&s, &artifact(), &facts(&ApprovePlan::default()), at(200)) {
+            Next::AwaitApproval { message } => assert!(
+                message.contains("3f9a2c1d0e4b") && message.contains("+2 ~0 -0"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match decide(
+            &s,
+            &artifact(),
+            &facts(&ApprovePlan("abcdef".into())),
+            at(200),
+        ) {
+            Next::StaleApproval { message } => assert!(
+                message.contains("approves plan abcdef")
+                    && message.contains("approve 3f9a2c1d0e4b"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_applied_plan_is_in_sync_until_the_interval_passes() {
+        let mut s = pending("3f9a2c1d0e4b5a6c");
+        s.plan.as_mut().unwrap().pending = false;
+        s.last_applied_revision = Some("1.0.0@sha256:aa".into());
+        s.last_applied_digest = Some("sha256:aa".into());
+        match decide(&s, &artifact(), &facts(&ApprovePlan::default()), at(200)) {
+            Next::InSync { message, requeue } => {
+                assert_eq!(message, "Applied revision 1.0.0@sha256:aa");
+                assert_eq!(requeue, Duration::from_secs(500));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            decide(&s, &artifact(), &facts(&ApprovePlan::default()), at(700)),
+            Next::Run {
+                operation: Operation::Plan,
+                plan_id: None
+            }
+        );
+    }
+
+    #[test]
+    fn drift_only_never_applies() {
+        let s = pending("3f9a2c1d0e4b5a6c");
+        let auto = ApprovePlan("auto".into());
+        let f = Facts {
+            mode: Mode::DriftOnly,
+            ..facts(&auto)
+        };
+        assert!(matches!(
+            decide(&s, &artifact(), &f, at(200)),
+            Next::InSync { .. }
+        ));
+    }
+}

@@ -1,0 +1,379 @@
+//! Runs of a `Terraform` object: read the result of the run in flight, then decide and start
+//! the next one (plan, apply under the approval policy), one at a time.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+
+use super::context::Context;
+use super::lifecycle::{self, Facts, Next};
+use super::outcome::Outcome;
+use super::runs::RunState;
+use super::steps::Timing;
+use crate::api::{ArtifactStatus, ObjectStatus, PlanStatus, RunStatus, Terraform};
+use crate::runner::spec::{ArtifactRef, Backend, Operation, Owner, RunResult, RunSpec};
+
+/// How often a run in flight is looked at.
+const POLL: Duration = Duration::from_secs(2);
+
+fn op_name(op: Operation) -> &'static str {
+    match op {
+        Operation::Plan => "plan",
+        Operation::Apply => "apply",
+        Operation::Destroy => "destroy",
+    }
+}
+
+/// Advances `status` (a working copy) by one step and says how the object stands. A run to
+/// start is returned rather than started: the caller records it in status first, so that a
+/// status write that fails can never lead to the same run being started twice.
+pub async fn advance(
+    tf: &Terraform,
+    status: &mut ObjectStatus,
+    artifact: &ArtifactStatus,
+    timing: &Timing,
+    ctx: &Context,
+) -> (Outcome, Option<RunSpec>) {
+    let ns = tf.namespace().unwrap_or_default();
+    let inputs = lifecycle::inputs_hash(&tf.spec);
+    if let Some(outcome) = collect(tf, status, &inputs, ctx).await {
+        return (outcome, None);
+    }
+    let facts = Facts {
+        approve: &tf.spec.common.approve_plan,
+        mode: tf.spec.common.mode,
+        interval: timing.interval,
+        inputs: &inputs,
+    };
+    match lifecycle::decide(status, artifact, &facts, jiff::Timestamp::now()) {
+        Next::Run { operation, plan_id } => {
+            // Apply uses exactly the artifact the plan was made from.
+            let run_artifact = match (&operation, &status.plan) {
+                (Operation::Apply, Some(p)) => ArtifactStatus {
+                    url: artifact.url.clone(),
+                    revision: p
+                        .revision
+                        .clone()
+                        .unwrap_or_else(|| artifact.revision.clone()),
+                    digest: p.digest.clone().unwrap_or_else(|| artifact.digest.clone()),
+                },
+                _ => artifact.clone(),
+            };
+            let spec = run_spec(tf, &ns, operation, plan_id, &run_artifact);
+            status.run = Some(RunStatus {
+                name: spec.name.clone(),
+                operation: op_name(operation).into(),
+                phase: "Running".into(),
+                started_at: Some(Time(jiff::Timestamp::now())),
+            });
+            let (reason, what) = match operation {
+                Operation::Plan => (
+                    "Planning",
+                    format!("Planning revision {}", run_artifact.revision),
+                ),
+                Operation::Apply => (
+                    "Applying",
+                    format!(
+                        "Applying plan {} of revision {}",
+                        spec.plan_id.as_deref().unwrap_or("?"),
+                        run_artifact.revision
+                    ),
+                ),
+                Operation::Destroy => ("Destroying", "Destroying".to_string()),
+            };
+            let outcome = Outcome::Progressing {
+                reason,
+                message: format!("{what} (run {})", spec.name),
+                requeue: POLL,
+            };
+            (outcome, Some(spec))
+        }
+        Next::AwaitApproval { message } => (
+            Outcome::Blocked {
+                reason: "AwaitingApproval",
+                message,
+                warning: false,
+            },
+            None,
+        ),
+        Next::StaleApproval { message } => (
+            Outcome::Blocked {
+                reason: "ApprovalStale",
+                message,
+                warning: true,
+            },
+            None,
+        ),
+        Next::InSync { message, requeue } => (
+            Outcome::Ready {
+                reason: if status.last_applied_revision.is_some() {
+                    "Applied"
+                } else {
+                    "UpToDate"
+                },
+                message,
+                requeue,
+            },
+            None,
+        ),
+    }
+}
+
+/// On deletion with destroyOnDelete: destroy what was last applied, with exactly the artifact
+/// that applied it. `(None, None)` once there is nothing (left) to destroy.
+pub async fn teardown(
+    tf: &Terraform,
+    status: &mut ObjectStatus,
+    ctx: &Context,
+) -> (Option<Outcome>, Option<RunSpec>) {
+    if let Some(outcome) = collect(tf, status, "", ctx).await {
+        return (Some(outcome), None);
+    }
+    let (Some(url), Some(digest)) = (
+        status.last_applied_url.clone(),
+        status.last_applied_digest.clone(),
+    ) else {
+        return (None, None);
+    };
+    let revision = status
+        .last_applied_revision
+        .clone()
+        .unwrap_or_else(|| digest.clone());
+    let artifact = ArtifactStatus {
+        url,
+        revision,
+        digest,
+    };
+    let spec = run_spec(
+        tf,
+        &tf.namespace().unwrap_or_default(),
+        Operation::Destroy,
+        None,
+        &artifact,
+    );
+    status.run = Some(RunStatus {
+        name: spec.name.clone(),
+        operation: op_name(Operation::Destroy).into(),
+        phase: "Running".into(),
+        started_at: Some(Time(jiff::Timestamp::now())),
+    });
+    let outcome = Outcome::Progressing {
+        reason: "Destroying",
+        message: format!(
+            "Destroying what revision {} created (run {})",
+            artifact.revision, spec.name
+        ),
+        requeue: POLL,
+    };
+    (Some(outcome), Some(spec))
+}
+
+/// If a run is in flight: its outcome while it runs or when it failed, or `None` once its
+/// result has been taken into `status` (and the next step may be decided).
+async fn collect(
+    tf: &Terraform,
+    status: &mut ObjectStatus,
+    inputs: &str,
+    ctx: &Context,
+) -> Option<Outcome> {
+    let run = status.run.clone().filter(|r| r.phase == "Running")?;
+    let ns = tf.namespace().unwrap_or_default();
+    let state = ctx.runs.state(&ns, &run.name);
+    let result = match read_result(ctx, &ns, &run.name).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Some(Outcome::Failed {
+                reason: "RunResultUnreadable",
+                message: e,
+                retryable: true,
+            });
+        }
+    };
+    let Some(result) = result else {
+        if state == RunState::Running {
+            return Some(Outcome::Progressing {
+                reason: match run.operation.as_str() {
+                    "apply" => "Applying",
+                    "destroy" => "Destroying",
+                    _ => "Planning",
+                },
+                message: format!("Running {} (run {})", run.operation, run.name),
+                requeue: POLL,
+            });
+        }
+        set_phase(status, "Failed");
+        return Some(Outcome::Failed {
+            reason: "RunnerLost",
+            message: format!(
+                "run {} ended without a result (its runner process is gone)",
+                run.name
+            ),
+            retryable: true,
+        });
+    };
+    set_phase(
+        status,
+        if result.succeeded {
+            "Succeeded"
+        } else {
+            "Failed"
+        },
+    );
+    if !result.succeeded {
+        if run.operation == "apply" {
+            // A failed apply may have changed state; its saved plan is stale now.
+            status.plan = None;
+        }
+        return Some(Outcome::Failed {
+            reason: known_reason(result.reason.as_deref()),
+            message: result
+                .message
+                .unwrap_or_else(|| format!("run {} failed", run.name)),
+            retryable: true,
+        });
+    }
+    let artifact = status.artifact.clone();
+    match run.operation.as_str() {
+        "plan" => {
+            let summary = result.summary.unwrap_or_default();
+            let changes = result.has_changes;
+            let revision = artifact.as_ref().map(|a| a.revision.clone());
+            let digest = artifact.as_ref().map(|a| a.digest.clone());
+            if !changes {
+                status.last_applied_revision = revision.clone();
+                status.last_applied_digest = digest.clone();
+                status.last_applied_url = artifact.as_ref().map(|a| a.url.clone());
+            }
+            status.plan = Some(PlanStatus {
+                id: result.plan_id.unwrap_or_default(),
+                pending: changes,
+                revision,
+                digest,
+                inputs: Some(inputs.to_string()),
+                created_at: Some(Time(jiff::Timestamp::now())),
+                summary,
+                resources: result.resources,
+            });
+        }
+        "apply" => {
+            if let Some(plan) = status.plan.as_mut() {
+                plan.pending = false;
+                status.last_applied_revision = plan.revision.clone();
+                status.last_applied_digest = plan.digest.clone();
+                status.last_applied_url = artifact.as_ref().map(|a| a.url.clone());
+            }
+            status.outputs = result.outputs;
+        }
+        "destroy" => {
+            status.last_applied_revision = None;
+            status.last_applied_digest = None;
+            status.last_applied_url = None;
+            status.plan = None;
+            status.outputs = vec![];
+        }
+        _ => {}
+    }
+    None
+}
+
+fn set_phase(status: &mut ObjectStatus, phase: &str) {
+    if let Some(run) = status.run.as_mut() {
+        run.phase = phase.into();
+    }
+}
+
+/// The runner's reasons, as static strings for conditions and bounded metric labels; anything
+/// else (a newer runner) is reported as RunFailed.
+fn known_reason(reason: Option<&str>) -> &'static str {
+    crate::runner::execute::REASONS
+        .iter()
+        .find(|r| Some(**r) == reason)
+        .copied()
+        .unwrap_or("RunFailed")
+}
+
+async fn read_result(ctx: &Context, ns: &str, run: &str) -> Result<Option<RunResult>, String> {
+    let name = format!("{run}-result");
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("reading Secret {ns}/{name}: {e}"))?;
+    let Some(data) = secret
+        .and_then(|s| s.data)
+        .and_then(|mut d| d.remove("result.json"))
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&data.0)
+        .map(Some)
+        .map_err(|e| format!("Secret {ns}/{name} holds no valid result: {e}"))
+}
+
+fn run_spec(
+    tf: &Terraform,
+    ns: &str,
+    operation: Operation,
+    plan_id: Option<String>,
+    artifact: &ArtifactStatus,
+) -> RunSpec {
+    let name = tf.name_any();
+    let suffix = &crate::source::digest::sha256(
+        format!("{:?}{}", tf.uid(), jiff::Timestamp::now()).as_bytes(),
+    )
+    .hex[..6];
+    let stem: String = name.chars().take(40).collect();
+    let oci = tf.spec.common.source.as_ref().map(|s| &s.oci);
+    let backend = match &tf.spec.backend {
+        Some(b) if b.config.is_some() => Backend::Raw {
+            hcl: b.config.clone().unwrap_or_default(),
+        },
+        Some(b) if b.config_from.is_some() => {
+            let r = b.config_from.clone().unwrap_or_else(|| crate::api::KeyRef {
+                name: String::new(),
+                key: String::new(),
+            });
+            Backend::FromSecret {
+                name: r.name,
+                key: r.key,
+            }
+        }
+        _ => Backend::Kubernetes {
+            namespace: ns.to_string(),
+            secret_suffix: name.clone(),
+        },
+    };
+    RunSpec {
+        name: format!("{stem}-{}-{suffix}", op_name(operation)),
+        namespace: ns.to_string(),
+        owner: Owner {
+            api_version: Terraform::api_version(&()).to_string(),
+            kind: Terraform::kind(&()).to_string(),
+            name,
+            uid: tf.uid().unwrap_or_default(),
+        },
+        operation,
+        engine: tf.spec.engine,
+        artifact: ArtifactRef {
+            url: artifact.url.clone(),
+            digest: artifact.digest.clone(),
+            revision: artifact.revision.clone(),
+            insecure: oci.is_some_and(|o| o.insecure),
+            layer_media_type: oci.and_then(|o| o.layer_media_type.clone()),
+            secret_ref: oci.and_then(|o| o.secret_ref.as_ref().map(|r| r.name.clone())),
+        },
+        path: tf.spec.path.clone().unwrap_or_default(),
+        workspace: tf
+            .spec
+            .workspace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        vars: tf.spec.vars.clone(),
+        vars_from: tf.spec.vars_from.clone(),
+        backend,
+        plan_id,
+        outputs_secret: tf.spec.common.write_outputs_to_secret.clone(),
+    }
+}

@@ -1,0 +1,302 @@
+//! A `Terraform` object through the real controller (local runs), real OpenTofu, the real
+//! registry and the real API server: plan, approval, apply, outputs, errors.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use landform::api::{ObjectStatus, Terraform};
+use serde_json::json;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+const MODULE: &str = r#"
+terraform {
+  required_providers {
+    random = { source = "hashicorp/random" }
+  }
+}
+variable "greeting" {
+  type    = string
+  default = "Hello"
+}
+resource "random_pet" "name" {}
+resource "terraform_data" "message" {
+  input = "${var.greeting}, ${random_pet.name.id}"
+}
+output "name" { value = random_pet.name.id }
+output "message" { value = terraform_data.message.output }
+"#;
+
+fn publish(ns: &str, tag: &str, main_tf: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
+    let repo = format!("oci://{}/{ns}/module", testenv()["LANDFORM_TEST_REGISTRY"]);
+    let (ok, _, err) = run(landform().args([
+        "push",
+        dir.path().to_str().unwrap(),
+        &format!("{repo}:{tag}"),
+        "--insecure",
+    ]));
+    assert!(ok, "{err}");
+    repo
+}
+
+async fn create(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> Api<Terraform> {
+    let tf: Terraform = serde_json::from_value(json!({"apiVersion": "landform.dev/v1alpha1", "kind": "Terraform", "metadata": {"name": name}, "spec": spec})).unwrap();
+    let api: Api<Terraform> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &tf).await.unwrap();
+    api
+}
+
+async fn wait_ready(api: &Api<Terraform>, name: &str, reason: &str) -> ObjectStatus {
+    eventually(&format!("{name} Ready reason {reason}"), WAIT, || async {
+        let s = api.get(name).await.ok()?.status?;
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == reason).then_some(s)
+    })
+    .await
+}
+
+fn ready_message(s: &ObjectStatus) -> String {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message
+        .clone()
+}
+
+#[tokio::test]
+async fn auto_approval_plans_applies_and_writes_outputs() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-auto").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let repo = publish(&ns, "1", MODULE);
+    let api = create(
+        &client,
+        &ns,
+        "hello",
+        json!({"interval": "10m", "approvePlan": "auto",
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+        "writeOutputsToSecret": {"name": "hello-outputs"}}),
+    )
+    .await;
+
+    let s = wait_ready(&api, "hello", "Applied").await;
+    let revision = s.artifact.as_ref().unwrap().revision.clone();
+    assert_eq!(s.last_applied_revision.as_deref(), Some(revision.as_str()));
+    assert_eq!(ready_message(&s), format!("Applied revision {revision}"));
+    let plan = s.plan.unwrap();
+    assert!(!plan.pending);
+    assert_eq!(
+        (plan.summary.add, plan.summary.change, plan.summary.destroy),
+        (2, 0, 0)
+    );
+    assert_eq!(s.outputs, ["message", "name"]);
+    let outputs = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("hello-outputs")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let name: String = serde_json::from_slice(&outputs["name"].0).unwrap();
+    assert!(name.contains('-'));
+    assert_eq!(s.run.unwrap().phase, "Succeeded");
+}
+
+#[tokio::test]
+async fn manual_approval_names_the_plan_and_refuses_a_stale_one() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-manual").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let repo = publish(&ns, "1", MODULE);
+    let api = create(
+        &client,
+        &ns,
+        "gated",
+        json!({"interval": "10m",
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+        "writeOutputsToSecret": {"name": "gated-outputs"}}),
+    )
+    .await;
+
+    let s = wait_ready(&api, "gated", "AwaitingApproval").await;
+    let id = s.plan.as_ref().unwrap().id.clone();
+    let msg = ready_message(&s);
+    assert!(msg.contains(&id[..12]) && msg.contains("+2 ~0 -0"), "{msg}");
+    assert!(
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .get_opt("gated-outputs")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing applied"
+    );
+
+    let approve = |v: String| json!({"spec": {"approvePlan": v}});
+    api.patch(
+        "gated",
+        &PatchParams::default(),
+        &Patch::Merge(approve("abcdef0".into())),
+    )
+    .await
+    .unwrap();
+    let s = wait_ready(&api, "gated", "ApprovalStale").await;
+    assert!(
+        ready_message(&s).contains("approves plan abcdef0"),
+        "{}",
+        ready_message(&s)
+    );
+
+    api.patch(
+        "gated",
+        &PatchParams::default(),
+        &Patch::Merge(approve(id[..8].to_string())),
+    )
+    .await
+    .unwrap();
+    let s = wait_ready(&api, "gated", "Applied").await;
+    assert_eq!(
+        s.plan.unwrap().id,
+        id,
+        "exactly the approved plan was applied"
+    );
+}
+
+#[tokio::test]
+async fn invalid_hcl_is_quoted_and_nothing_is_applied() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-invalid").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let repo = publish(
+        &ns,
+        "bad",
+        "resource \"terraform_data\" \"x\" {\n  input = \n}\n",
+    );
+    let api = create(
+        &client,
+        &ns,
+        "broken",
+        json!({"interval": "10m", "approvePlan": "auto", "retryInterval": "1m",
+        "source": {"oci": {"url": repo, "ref": {"tag": "bad"}, "insecure": true}}}),
+    )
+    .await;
+    let s = wait_ready(&api, "broken", "InitFailed").await;
+    let msg = ready_message(&s);
+    assert!(
+        msg.contains("Error:") && msg.contains("main.tf line 2"),
+        "{msg}"
+    );
+    assert_eq!(s.failures, 1);
+    assert!(s.last_applied_revision.is_none());
+}
+
+/// Resources recorded in the kubernetes backend's state of object `name`.
+async fn state_resources(client: &kube::Client, ns: &str, name: &str) -> usize {
+    use std::io::Read;
+    let Some(secret) = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(&format!("tfstate-default-{name}"))
+        .await
+        .unwrap()
+    else {
+        return 0;
+    };
+    let gz = secret.data.unwrap().remove("tfstate").unwrap().0;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["resources"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+async fn finalized_note(client: &kube::Client, ns: &str, name: &str) -> (String, String) {
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    events
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .find(|e| matches!(e.reason.as_deref(), Some("Finalized" | "DestroySkipped")))
+        .map(|e| (e.reason.unwrap(), e.note.unwrap_or_default()))
+        .expect("a Finalized or DestroySkipped event")
+}
+
+#[tokio::test]
+async fn destroy_on_delete_destroys_and_the_escape_hatch_releases() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-delete").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let repo = publish(&ns, "1", MODULE);
+    let spec = |outputs: &str| {
+        json!({"interval": "10m", "approvePlan": "auto", "destroyOnDelete": true,
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}, "writeOutputsToSecret": {"name": outputs}})
+    };
+    let api = create(&client, &ns, "doomed", spec("doomed-outputs")).await;
+    create(&client, &ns, "kept", spec("kept-outputs")).await;
+    wait_ready(&api, "doomed", "Applied").await;
+    wait_ready(&api, "kept", "Applied").await;
+    assert_eq!(state_resources(&client, &ns, "doomed").await, 2);
+
+    api.delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("doomed to be gone", WAIT, || async {
+        api.get_opt("doomed").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        state_resources(&client, &ns, "doomed").await,
+        0,
+        "destroyed"
+    );
+    assert_eq!(
+        finalized_note(&client, &ns, "doomed").await.1,
+        "Deleted after destroying everything it had applied"
+    );
+    let owned = Api::<Secret>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().labels("landform.dev/owner=doomed"))
+        .await
+        .unwrap();
+    assert!(
+        owned.items.is_empty(),
+        "plans, results and outputs are cleaned up"
+    );
+
+    api.patch(
+        "kept",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"landform.dev/skip-destroy": "true"}}})),
+    )
+    .await
+    .unwrap();
+    api.delete("kept", &DeleteParams::default()).await.unwrap();
+    eventually("kept to be released", WAIT, || async {
+        api.get_opt("kept").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        state_resources(&client, &ns, "kept").await,
+        2,
+        "nothing destroyed, state kept"
+    );
+    let (reason, note) = finalized_note(&client, &ns, "kept").await;
+    assert_eq!(reason, "DestroySkipped");
+    assert!(note.contains("left in place"), "{note}");
+}
