@@ -24,6 +24,10 @@ enum Command {
     Pull(cli::oci::PullArgs),
     /// Execute one run (plan, apply or destroy) and leave its results in Kubernetes objects.
     Runner(cli::runner::RunnerArgs),
+    /// Show the current plan of an object.
+    Plan(cli::objects::ObjectArgs),
+    /// Approve the plan waiting on an object (exactly that plan).
+    Approve(cli::objects::ApproveArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,8 +43,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Push(args) => run_cli(async move { cli::oci::push(args).await }),
-        Command::Pull(args) => run_cli(async move { cli::oci::pull(args).await }),
+        Command::Push(args) => run_cli(async move {
+            cli::oci::push(args)
+                .await
+                .map_err(|e| (e.reason(), e.to_string()))
+        }),
+        Command::Pull(args) => run_cli(async move {
+            cli::oci::pull(args)
+                .await
+                .map_err(|e| (e.reason(), e.to_string()))
+        }),
+        Command::Plan(args) => run_cli(async move {
+            cli::objects::show(args)
+                .await
+                .map_err(|e| (e.reason(), e.to_string()))
+        }),
+        Command::Approve(args) => run_cli(async move {
+            cli::objects::approve(args)
+                .await
+                .map_err(|e| (e.reason(), e.to_string()))
+        }),
         Command::Runner(args) => {
             telemetry::init(telemetry::LogFormat::Text);
             match runtime(false) {
@@ -81,7 +103,7 @@ fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
 /// Runs a one-shot command: its result on stdout, or the error (with its reason) on stderr.
 fn run_cli<F>(fut: F) -> ExitCode
 where
-    F: std::future::Future<Output = Result<String, landform::source::fetch::FetchError>>,
+    F: std::future::Future<Output = Result<String, (&'static str, String)>>,
 {
     let runtime = match runtime(false) {
         Ok(rt) => rt,
@@ -92,8 +114,8 @@ where
             println!("{msg}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error ({}): {e}", e.reason());
+        Err((reason, message)) => {
+            eprintln!("error ({reason}): {message}");
             ExitCode::FAILURE
         }
     }

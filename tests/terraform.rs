@@ -159,13 +159,29 @@ async fn manual_approval_names_the_plan_and_refuses_a_stale_one() {
         ready_message(&s)
     );
 
-    api.patch(
-        "gated",
-        &PatchParams::default(),
-        &Patch::Merge(approve(id[..8].to_string())),
-    )
-    .await
-    .unwrap();
+    // The CLI shows the plan and approves exactly it; a stale ID is refused.
+    let cli = |args: &[&str]| {
+        run(landform()
+            .args(args)
+            .args(["-n", &ns])
+            .env("KUBECONFIG", kubeconfig_path()))
+    };
+    let (ok, shown, err) = cli(&["plan", "tf/gated"]);
+    assert!(ok, "{err}");
+    assert!(
+        shown.contains(&format!("plan {id}"))
+            && shown.contains("+ random_pet.name (create)")
+            && shown.contains("Plan: 2 to add"),
+        "{shown}"
+    );
+    let (ok, _, err) = cli(&["approve", "tf/gated", "--plan", "ffffff"]);
+    assert!(!ok && err.contains("is stale"), "{err}");
+    let (ok, out, err) = cli(&["approve", "tf/gated", "--plan", &id[..8]]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("approved plan {id} (+2 ~0 -0) of tf/gated")
+    );
     let s = wait_ready(&api, "gated", "Applied").await;
     assert_eq!(
         s.plan.unwrap().id,
@@ -299,4 +315,123 @@ async fn destroy_on_delete_destroys_and_the_escape_hatch_releases() {
     let (reason, note) = finalized_note(&client, &ns, "kept").await;
     assert_eq!(reason, "DestroySkipped");
     assert!(note.contains("left in place"), "{note}");
+}
+
+#[tokio::test]
+async fn a_missing_vars_secret_recovers_once_it_exists() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-vars").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let repo = publish(&ns, "1", MODULE);
+    let api = create(&client, &ns, "late", json!({"interval": "10m", "retryInterval": "2s", "approvePlan": "auto",
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+        "varsFrom": [{"kind": "Secret", "name": "late-vars"}], "writeOutputsToSecret": {"name": "late-outputs"}})).await;
+    let s = wait_ready(&api, "late", "VarsSourceNotFound").await;
+    assert!(
+        ready_message(&s).contains(&format!("Secret {ns}/late-vars")),
+        "{}",
+        ready_message(&s)
+    );
+
+    let vars: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "late-vars"}, "stringData": {"greeting": "Hi"}}),
+    )
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &vars)
+        .await
+        .unwrap();
+    // The backoff (from retryInterval), not the 10m interval, brings it back.
+    wait_ready(&api, "late", "Applied").await;
+    let outputs = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("late-outputs")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let message: String = serde_json::from_slice(&outputs["message"].0).unwrap();
+    assert!(message.starts_with("Hi, "), "{message}");
+}
+
+#[tokio::test]
+async fn a_custom_backend_keeps_state_in_s3_on_moto() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-s3").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let moto = testenv()["LANDFORM_TEST_MOTO"].clone();
+    let host = moto.trim_start_matches("http://").to_string();
+    let auth = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+    let bucket = ns.clone();
+    let (code, body) = http_request(
+        &host,
+        "PUT",
+        &format!("/{bucket}"),
+        &[("Authorization", auth)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+
+    // The backend configuration holds credentials, so it comes from a Secret.
+    let hcl = format!(
+        r#"terraform {{
+  backend "s3" {{
+    bucket                      = "{bucket}"
+    key                         = "hello.tfstate"
+    region                      = "us-east-1"
+    endpoints                   = {{ s3 = "{moto}" }}
+    use_path_style              = true
+    skip_credentials_validation = true
+    skip_requesting_account_id  = true
+    skip_metadata_api_check     = true
+    access_key                  = "test"
+    secret_key                  = "test"
+  }}
+}}"#
+    );
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "backend"}, "stringData": {"backend.tf": hcl}}),
+    )
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let repo = publish(&ns, "1", MODULE);
+    let api = create(
+        &client,
+        &ns,
+        "s3",
+        json!({"interval": "10m", "approvePlan": "auto",
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+        "backend": {"configFrom": {"name": "backend", "key": "backend.tf"}}}),
+    )
+    .await;
+    wait_ready(&api, "s3", "Applied").await;
+
+    let (code, state) = http_request(
+        &host,
+        "GET",
+        &format!("/{bucket}/hello.tfstate"),
+        &[("Authorization", auth)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{state}");
+    assert!(
+        state.contains("random_pet"),
+        "the state in S3 holds the applied resources"
+    );
+    assert!(
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .get_opt("tfstate-default-s3")
+            .await
+            .unwrap()
+            .is_none(),
+        "no Kubernetes state"
+    );
 }
