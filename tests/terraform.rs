@@ -435,3 +435,48 @@ async fn a_custom_backend_keeps_state_in_s3_on_moto() {
         "no Kubernetes state"
     );
 }
+
+#[tokio::test]
+async fn deleting_during_a_run_waits_for_the_run() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-inflight").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let slow = "resource \"terraform_data\" \"slow\" {\n  provisioner \"local-exec\" {\n    command = \"sleep 6\"\n  }\n}\n";
+    let repo = publish(&ns, "1", slow);
+    let api = create(
+        &client,
+        &ns,
+        "slow",
+        json!({"interval": "10m", "approvePlan": "auto",
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+    wait_ready(&api, "slow", "Applying").await;
+    api.delete("slow", &DeleteParams::default()).await.unwrap();
+
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &ns);
+    let holder_when_gone = eventually("slow to be gone", WAIT, || async {
+        if api.get_opt("slow").await.ok()?.is_some() {
+            return None;
+        }
+        let lease = leases.get_opt("lock-tfstate-default-slow").await.ok()?;
+        Some(
+            lease
+                .and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+                .unwrap_or_default(),
+        )
+    })
+    .await;
+    assert_eq!(
+        holder_when_gone, "",
+        "the object went only after its apply released the state lock"
+    );
+    assert_eq!(
+        state_resources(&client, &ns, "slow").await,
+        1,
+        "the apply ran to completion"
+    );
+}

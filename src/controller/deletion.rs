@@ -8,6 +8,7 @@ use kube::runtime::controller::Action;
 use super::context::Context;
 use super::outcome::{self, Outcome};
 use super::reconcile::{Error, publish, retry_policy, write_status};
+use super::runs::RunState;
 use super::tfrun;
 use crate::api::{Managed, Mode};
 use crate::runner::execute::LABEL_OWNER;
@@ -40,6 +41,20 @@ pub async fn before_release<K: Managed>(
         return Ok(never);
     };
     let common = &tf.spec.common;
+    // A run in flight finishes first, whatever happens next: releasing the object under it
+    // would leave its state lock and its results behind.
+    let running = obj
+        .object_status()
+        .and_then(|s| s.run.as_ref())
+        .filter(|r| r.phase == "Running");
+    if let Some(run) = running
+        && ctx.runs.state(ns, &run.name) == RunState::Running
+    {
+        tracing::info!(run = %run.name, "deletion waits for the run in flight");
+        return Ok(Release::Later(Action::requeue(
+            std::time::Duration::from_secs(2),
+        )));
+    }
     if !common.destroy_on_delete || common.mode == Mode::DriftOnly || skip_destroy(obj) {
         return Ok(never);
     }
