@@ -480,3 +480,65 @@ async fn deleting_during_a_run_waits_for_the_run() {
         "the apply ran to completion"
     );
 }
+
+/// Kills the runner of a run in `ns` and the engine under it (SIGKILL: no cleanup at all).
+fn kill_runner(ns: &str) {
+    let (_, pids, _) =
+        run(std::process::Command::new("pgrep").args(["-f", &format!("runner --spec .*/{ns}\\.")]));
+    let pids: Vec<&str> = pids.split_whitespace().collect();
+    assert!(!pids.is_empty(), "no runner process for {ns}");
+    for pid in &pids {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-P", pid])
+            .status();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", pid])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_lock_left_by_a_killed_runner_is_released_and_the_retry_succeeds() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-lock").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let slow = "resource \"terraform_data\" \"slow\" {\n  provisioner \"local-exec\" {\n    command = \"sleep 8\"\n  }\n}\n";
+    let repo = publish(&ns, "1", slow);
+    let api = create(
+        &client,
+        &ns,
+        "locked",
+        json!({"interval": "10m", "approvePlan": "auto", "retryInterval": "2s",
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+    let lock = eventually("the apply to hold the state lock", WAIT, || async {
+        let s = api.get("locked").await.ok()?.status?;
+        let applying = s
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason == "Applying");
+        s.lock.filter(|_| applying)
+    })
+    .await;
+    assert!(lock.holder_run.starts_with("locked-apply-"), "{lock:?}");
+    kill_runner(&ns);
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let note = eventually("a StateUnlocked event", WAIT, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("StateUnlocked"))
+            .and_then(|e| e.note)
+    })
+    .await;
+    assert!(
+        note.contains(&lock.id) && note.contains(&lock.holder_run),
+        "{note}"
+    );
+    let s = wait_ready(&api, "locked", "Applied").await;
+    assert!(s.lock.is_none());
+    assert_eq!(state_resources(&client, &ns, "locked").await, 1);
+}

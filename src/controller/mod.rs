@@ -8,6 +8,7 @@ mod events;
 mod http;
 mod leader;
 mod lifecycle;
+mod locks;
 mod metrics;
 mod outcome;
 mod reconcile;

@@ -10,6 +10,7 @@ use kube::{Resource, ResourceExt};
 
 use super::context::Context;
 use super::lifecycle::{self, Facts, Next};
+use super::locks;
 use super::outcome::Outcome;
 use super::runs::RunState;
 use super::steps::Timing;
@@ -192,8 +193,12 @@ async fn collect(
             });
         }
     };
+    let lease = locks::lease_name(tf);
     let Some(result) = result else {
         if state == RunState::Running {
+            if let Some(lease) = &lease {
+                status.lock = locks::observe(ctx, &ns, lease, &run.name).await;
+            }
             return Some(Outcome::Progressing {
                 reason: match run.operation.as_str() {
                     "apply" => "Applying",
@@ -205,15 +210,43 @@ async fn collect(
             });
         }
         set_phase(status, "Failed");
+        let mut message = format!(
+            "run {} ended without a result (its runner process is gone)",
+            run.name
+        );
+        // Its state lock would otherwise stay forever: release exactly the lock it held.
+        if let (Some(lease), Some(lock)) = (&lease, status.lock.take()) {
+            match locks::release(ctx, &ns, lease, &lock.id).await {
+                Ok(true) => {
+                    message.push_str(&format!("; released the state lock {} it held", lock.id));
+                    let note = format!(
+                        "Released state lock {} held by run {}, whose runner is gone",
+                        lock.id, run.name
+                    );
+                    let event = super::outcome::EventSpec {
+                        warning: true,
+                        reason: "StateUnlocked".into(),
+                        note,
+                    };
+                    super::reconcile::publish(ctx, tf, &event).await;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    message.push_str(&format!(
+                        "; releasing its state lock {} failed: {e}",
+                        lock.id
+                    ));
+                    status.lock = Some(lock);
+                }
+            }
+        }
         return Some(Outcome::Failed {
             reason: "RunnerLost",
-            message: format!(
-                "run {} ended without a result (its runner process is gone)",
-                run.name
-            ),
+            message,
             retryable: true,
         });
     };
+    status.lock = None;
     set_phase(
         status,
         if result.succeeded {

@@ -1,0 +1,64 @@
+//! State locks of the default `kubernetes` backend: a Lease `lock-tfstate-<workspace>-<name>`
+//! whose holder is OpenTofu's lock ID. Landform records which run holds it, and when that run's
+//! runner is gone, releases the lock with exactly that ID instead of leaving it forever.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+
+use super::context::Context;
+use crate::api::{LockStatus, Terraform};
+
+/// The Lease name of an object's state lock, if it uses the default backend.
+pub fn lease_name(tf: &Terraform) -> Option<String> {
+    if tf
+        .spec
+        .backend
+        .as_ref()
+        .is_some_and(|b| b.config.is_some() || b.config_from.is_some())
+    {
+        return None;
+    }
+    let workspace = tf.spec.workspace.as_deref().unwrap_or("default");
+    let name = kube::ResourceExt::name_any(tf);
+    Some(format!("lock-tfstate-{workspace}-{name}"))
+}
+
+/// Who holds the lock now, as status shows it (`None`: nobody).
+pub async fn observe(ctx: &Context, ns: &str, lease: &str, run: &str) -> Option<LockStatus> {
+    let lease = Api::<Lease>::namespaced(ctx.client.clone(), ns)
+        .get_opt(lease)
+        .await
+        .ok()??;
+    let spec = lease.spec?;
+    let id = spec.holder_identity.filter(|h| !h.is_empty())?;
+    Some(LockStatus {
+        id,
+        holder_run: run.to_string(),
+        since: spec.acquire_time.map(|t| Time(t.0)),
+    })
+}
+
+/// Releases the lock if it is still held with `id` (never someone else's). Returns whether it
+/// released it.
+pub async fn release(ctx: &Context, ns: &str, lease: &str, id: &str) -> Result<bool, kube::Error> {
+    let api = Api::<Lease>::namespaced(ctx.client.clone(), ns);
+    let Some(current) = api.get_opt(lease).await? else {
+        return Ok(false);
+    };
+    let holder = current
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref());
+    if holder != Some(id) {
+        return Ok(false);
+    }
+    // The resourceVersion makes this a compare-and-swap: a lock taken meanwhile stays.
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": current.metadata.resource_version},
+        "spec": {"holderIdentity": null, "acquireTime": null, "renewTime": null},
+    });
+    api.patch(lease, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(true)
+}
