@@ -542,3 +542,56 @@ async fn a_lock_left_by_a_killed_runner_is_released_and_the_retry_succeeds() {
     assert!(s.lock.is_none());
     assert_eq!(state_resources(&client, &ns, "locked").await, 1);
 }
+
+#[tokio::test]
+async fn runs_wait_for_a_free_slot() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-slots").await;
+    let _controller = Controller::start(&client, &ns, &["--max-runs", "1"]).await;
+    let slow = "resource \"terraform_data\" \"slow\" {\n  provisioner \"local-exec\" {\n    command = \"sleep 3\"\n  }\n}\n";
+    let repo = publish(&ns, "1", slow);
+    let spec = json!({"interval": "10m", "approvePlan": "auto", "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}});
+    let api = create(&client, &ns, "first", spec.clone()).await;
+    create(&client, &ns, "second", spec).await;
+
+    // Sampled until both are applied: how many runner processes ran at once, and what the
+    // waiting one said.
+    let mut max_running = 0;
+    let mut waited: Option<String> = None;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        // Runner processes of this namespace right now (status lags behind a run that ended).
+        let (_, pids, _) =
+            run(std::process::Command::new("pgrep")
+                .args(["-f", &format!("runner --spec .*/{ns}\\.")]));
+        let running = pids.split_whitespace().count();
+        let mut applied = 0;
+        for name in ["first", "second"] {
+            let Some(s) = api.get(name).await.unwrap().status else {
+                continue;
+            };
+            if let Some(ready) = s.conditions.iter().find(|c| c.type_ == "Ready") {
+                if ready.reason == "WaitingForRunSlot" {
+                    waited = Some(ready.message.clone());
+                }
+                applied += usize::from(ready.reason == "Applied");
+            }
+        }
+        max_running = max_running.max(running);
+        if applied == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for both to be applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(max_running, 1, "never more than --max-runs runs in flight");
+    let message = waited.expect("one object waited for a slot");
+    assert!(
+        message.contains("1 of 1 runs in all namespaces") && message.contains("--max-runs"),
+        "{message}"
+    );
+}

@@ -89,7 +89,12 @@ pub async fn before_release<K: Managed>(
     };
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
     let settled = outcome::settle(Some(&work), generation, result, &policy, now);
-    write_status(obj, ctx, ns, &settled).await?;
+    if let Err(e) = write_status(obj, ctx, ns, &settled).await {
+        if let Some(spec) = &launch {
+            ctx.runs.cancel(&spec.namespace, &spec.name);
+        }
+        return Err(e);
+    }
     // Only once the run is recorded in status is it started (see tfrun::advance).
     ctx.runs.launch(launch);
     Ok(Release::Later(

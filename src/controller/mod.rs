@@ -83,6 +83,14 @@ pub struct Options {
     #[arg(long, env = "LANDFORM_PLUGIN_CACHE_DIR")]
     pub plugin_cache_dir: Option<std::path::PathBuf>,
 
+    /// Runs in flight at most, in all namespaces.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_runs: u16,
+
+    /// Runs in flight at most, per namespace.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_runs_per_namespace: u16,
+
     /// Objects reconciled in parallel, per kind.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -274,11 +282,17 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         .build()
         .map_err(|e| Error::Http(e.to_string()))?;
     let flux_kinds = flux_kinds_served(&client).await;
-    let runs = runs::Runs::new(runs::RunnerSettings {
-        tofu: opts.tofu.clone(),
-        cache_dir: opts.runner_cache_dir.clone(),
-        plugin_cache_dir: opts.plugin_cache_dir.clone(),
-    })
+    let runs = runs::Runs::new(
+        runs::RunnerSettings {
+            tofu: opts.tofu.clone(),
+            cache_dir: opts.runner_cache_dir.clone(),
+            plugin_cache_dir: opts.plugin_cache_dir.clone(),
+        },
+        runs::Limits {
+            total: opts.max_runs.into(),
+            per_namespace: opts.max_runs_per_namespace.into(),
+        },
+    )
     .map_err(Error::Runs)?;
     let ctx = Arc::new(Context {
         http,

@@ -226,7 +226,13 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
     );
     settled.status.last_handled_reconcile_at =
         requested.or_else(|| status.and_then(|s| s.last_handled_reconcile_at.clone()));
-    write_status(&*obj, ctx, namespace, &settled).await?;
+    if let Err(e) = write_status(&*obj, ctx, namespace, &settled).await {
+        // The run was never recorded, so it must not start; give its slot back.
+        if let Some(spec) = &launch {
+            ctx.runs.cancel(&spec.namespace, &spec.name);
+        }
+        return Err(e);
+    }
     // Only once the run is recorded in status is it started (see tfrun::advance).
     ctx.runs.launch(launch);
     Ok(match settled.requeue {

@@ -46,27 +46,96 @@ pub enum LaunchError {
     Spawn(#[source] std::io::Error),
 }
 
+/// Limits on runs in flight.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub total: usize,
+    pub per_namespace: usize,
+}
+
+/// No free run slot; says which limit is reached.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "waiting for a free run slot: {in_use} of {limit} runs {scope} are in flight (controller flag {flag})"
+)]
+pub struct Full {
+    pub in_use: usize,
+    pub limit: usize,
+    pub scope: String,
+    pub flag: &'static str,
+}
+
+enum Slot {
+    /// Taken when the run is decided, before status records it.
+    Reserved,
+    Process(tokio::process::Child),
+}
+
 pub struct Runs {
     exe: PathBuf,
     dir: tempfile::TempDir,
     settings: RunnerSettings,
-    children: Mutex<HashMap<String, tokio::process::Child>>,
+    limits: Limits,
+    children: Mutex<HashMap<String, Slot>>,
 }
 
 impl Runs {
-    pub fn new(settings: RunnerSettings) -> std::io::Result<Self> {
+    pub fn new(settings: RunnerSettings, limits: Limits) -> std::io::Result<Self> {
         Ok(Self {
             exe: std::env::current_exe()?,
             dir: tempfile::Builder::new()
                 .prefix("landform-runs-")
                 .tempdir()?,
             settings,
+            limits,
             children: Mutex::default(),
         })
     }
 
     fn key(namespace: &str, name: &str) -> String {
         format!("{namespace}/{name}")
+    }
+
+    /// Takes a run slot for `name` if the limits allow. One slot per run; released when the run
+    /// ends (or by [`Runs::cancel`] if it never starts).
+    pub fn reserve(&self, namespace: &str, name: &str) -> Result<(), Full> {
+        let Ok(mut children) = self.children.lock() else {
+            return Ok(());
+        };
+        // Ended processes free their slots; their results are in their result Secrets.
+        children.retain(|_, slot| match slot {
+            Slot::Reserved => true,
+            Slot::Process(c) => matches!(c.try_wait(), Ok(None)),
+        });
+        let in_ns = children
+            .keys()
+            .filter(|k| k.starts_with(&format!("{namespace}/")))
+            .count();
+        if children.len() >= self.limits.total {
+            return Err(Full {
+                in_use: children.len(),
+                limit: self.limits.total,
+                scope: "in all namespaces".into(),
+                flag: "--max-runs",
+            });
+        }
+        if in_ns >= self.limits.per_namespace {
+            return Err(Full {
+                in_use: in_ns,
+                limit: self.limits.per_namespace,
+                scope: format!("in namespace {namespace}"),
+                flag: "--max-runs-per-namespace",
+            });
+        }
+        children.insert(Self::key(namespace, name), Slot::Reserved);
+        Ok(())
+    }
+
+    /// Gives back the slot of a run that will not start.
+    pub fn cancel(&self, namespace: &str, name: &str) {
+        if let Ok(mut children) = self.children.lock() {
+            children.remove(&Self::key(namespace, name));
+        }
     }
 
     pub fn start(&self, spec: &RunSpec) -> Result<(), LaunchError> {
@@ -96,9 +165,15 @@ impl Runs {
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true);
-        let child = cmd.spawn().map_err(LaunchError::Spawn)?;
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                self.cancel(&spec.namespace, &spec.name);
+                return Err(LaunchError::Spawn(e));
+            }
+        };
         if let Ok(mut children) = self.children.lock() {
-            children.insert(Self::key(&spec.namespace, &spec.name), child);
+            children.insert(Self::key(&spec.namespace, &spec.name), Slot::Process(child));
         }
         Ok(())
     }
@@ -118,13 +193,16 @@ impl Runs {
             return RunState::Unknown;
         };
         let key = Self::key(namespace, name);
-        match children.get_mut(&key).map(|c| c.try_wait()) {
+        match children.get_mut(&key) {
             None => RunState::Unknown,
-            Some(Ok(None)) => RunState::Running,
-            Some(_) => {
-                children.remove(&key);
-                RunState::Ended
-            }
+            Some(Slot::Reserved) => RunState::Running,
+            Some(Slot::Process(c)) => match c.try_wait() {
+                Ok(None) => RunState::Running,
+                _ => {
+                    children.remove(&key);
+                    RunState::Ended
+                }
+            },
         }
     }
 }

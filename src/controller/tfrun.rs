@@ -64,6 +64,14 @@ pub async fn advance(
                 _ => artifact.clone(),
             };
             let spec = run_spec(tf, &ns, operation, plan_id, &run_artifact);
+            if let Err(full) = ctx.runs.reserve(&ns, &spec.name) {
+                let outcome = Outcome::Progressing {
+                    reason: "WaitingForRunSlot",
+                    message: full.to_string(),
+                    requeue: Duration::from_secs(5),
+                };
+                return (outcome, None);
+            }
             status.run = Some(RunStatus {
                 name: spec.name.clone(),
                 operation: op_name(operation).into(),
@@ -148,13 +156,16 @@ pub async fn teardown(
         revision,
         digest,
     };
-    let spec = run_spec(
-        tf,
-        &tf.namespace().unwrap_or_default(),
-        Operation::Destroy,
-        None,
-        &artifact,
-    );
+    let ns = tf.namespace().unwrap_or_default();
+    let spec = run_spec(tf, &ns, Operation::Destroy, None, &artifact);
+    if let Err(full) = ctx.runs.reserve(&ns, &spec.name) {
+        let outcome = Outcome::Progressing {
+            reason: "WaitingForRunSlot",
+            message: full.to_string(),
+            requeue: Duration::from_secs(5),
+        };
+        return (Some(outcome), None);
+    }
     status.run = Some(RunStatus {
         name: spec.name.clone(),
         operation: op_name(Operation::Destroy).into(),
