@@ -595,3 +595,45 @@ async fn runs_wait_for_a_free_slot() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn depends_on_waits_for_the_dependency_to_apply() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-deps").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let repo = publish(&ns, "1", MODULE);
+    let source = json!({"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}});
+    let api = create(
+        &client,
+        &ns,
+        "network",
+        json!({"interval": "10m", "source": source}),
+    )
+    .await;
+    create(&client, &ns, "app", json!({"interval": "10m", "approvePlan": "auto", "source": source, "dependsOn": [{"name": "network"}]})).await;
+
+    let s = wait_ready(&api, "network", "AwaitingApproval").await;
+    let app = wait_ready(&api, "app", "DependencyNotReady").await;
+    let message = ready_message(&app);
+    assert!(
+        message.starts_with(&format!("waiting for tf {ns}/network to be Ready: Plan ")),
+        "{message}"
+    );
+    assert!(
+        app.plan.is_none(),
+        "nothing runs before the dependency is ready"
+    );
+
+    let id = s.plan.unwrap().id;
+    api.patch(
+        "network",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"approvePlan": id}})),
+    )
+    .await
+    .unwrap();
+    wait_ready(&api, "network", "Applied").await;
+    // The watch on the dependency brings app along.
+    wait_ready(&api, "app", "Applied").await;
+}

@@ -4,6 +4,7 @@
 mod backoff;
 mod context;
 mod deletion;
+mod depends;
 mod events;
 mod http;
 mod leader;
@@ -216,6 +217,26 @@ async fn run_kind<K: Managed>(
             },
         );
     }
+    // A dependency that changes brings its dependents back.
+    let store = controller.store();
+    controller = controller.watches(
+        api_for::<K>(&ctx.client, namespace.as_deref()),
+        watcher::Config::default().any_semantic(),
+        move |dep: K| {
+            let (dep_ns, dep_name) = (dep.namespace().unwrap_or_default(), dep.name_any());
+            store
+                .state()
+                .into_iter()
+                .filter(|o| {
+                    let own_ns = o.namespace().unwrap_or_default();
+                    o.common().depends_on.iter().any(|d| {
+                        d.name == dep_name && d.namespace.as_deref().unwrap_or(&own_ns) == dep_ns
+                    })
+                })
+                .map(|o| ObjectRef::from_obj(&*o))
+                .collect::<Vec<_>>()
+        },
+    );
     controller
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(async move {

@@ -9,6 +9,7 @@ use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
 use super::context::Context;
+use super::depends;
 use super::lifecycle::{self, Facts, Next};
 use super::locks;
 use super::outcome::Outcome;
@@ -49,7 +50,19 @@ pub async fn advance(
         interval: timing.interval,
         inputs: &inputs,
     };
-    match lifecycle::decide(status, artifact, &facts, jiff::Timestamp::now()) {
+    let next = lifecycle::decide(status, artifact, &facts, jiff::Timestamp::now());
+    // Dependencies gate new runs only; a run in flight is always collected above.
+    if matches!(next, Next::Run { .. })
+        && let Some(why) = depends::first_unmet(&ns, &tf.spec.common.depends_on, ctx).await
+    {
+        let outcome = Outcome::Progressing {
+            reason: "DependencyNotReady",
+            message: why,
+            requeue: timing.retry_interval,
+        };
+        return (outcome, None);
+    }
+    match next {
         Next::Run { operation, plan_id } => {
             // Apply uses exactly the artifact the plan was made from.
             let run_artifact = match (&operation, &status.plan) {

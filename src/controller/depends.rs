@@ -1,0 +1,107 @@
+//! `dependsOn`: an object runs only once every dependency is Ready and has applied the
+//! revision its own source offers now.
+
+use kube::api::Api;
+
+use super::context::Context;
+use crate::api::{ConditionType, DependsOn, ObjectStatus, Terraform, find_condition};
+
+/// Why a dependency is not ready, or `None` when it is. Pure.
+pub fn unmet(name: &str, status: Option<&ObjectStatus>) -> Option<String> {
+    let Some(status) = status else {
+        return Some(format!(
+            "waiting for {name}, which has not been reconciled yet"
+        ));
+    };
+    let ready = find_condition(&status.conditions, ConditionType::Ready);
+    if ready.is_none_or(|c| c.status != "True") {
+        let why = ready
+            .map(|c| format!(": {}", c.message))
+            .unwrap_or_default();
+        return Some(format!("waiting for {name} to be Ready{why}"));
+    }
+    let wanted = status.artifact.as_ref().map(|a| &a.digest);
+    if wanted.is_some() && wanted != status.last_applied_digest.as_ref() {
+        let revision = status
+            .artifact
+            .as_ref()
+            .map(|a| a.revision.as_str())
+            .unwrap_or("?");
+        return Some(format!("waiting for {name} to apply revision {revision}"));
+    }
+    None
+}
+
+/// The first unmet dependency of an object in `namespace`, in words.
+pub async fn first_unmet(namespace: &str, deps: &[DependsOn], ctx: &Context) -> Option<String> {
+    for d in deps {
+        let ns = d.namespace.as_deref().unwrap_or(namespace);
+        let shown = format!("tf {ns}/{}", d.name);
+        match Api::<Terraform>::namespaced(ctx.client.clone(), ns)
+            .get_opt(&d.name)
+            .await
+        {
+            Ok(Some(t)) => {
+                if let Some(why) = unmet(&shown, t.status.as_ref()) {
+                    return Some(why);
+                }
+            }
+            Ok(None) => return Some(format!("waiting for {shown}, which does not exist")),
+            Err(e) => return Some(format!("cannot read {shown}: {e}")),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ArtifactStatus, ConditionStatus, set_condition};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn status(ready: bool, applied: &str) -> ObjectStatus {
+        let mut s = ObjectStatus {
+            artifact: Some(ArtifactStatus {
+                url: "oci://r/x".into(),
+                revision: "2@sha256:bb".into(),
+                digest: "sha256:bb".into(),
+            }),
+            last_applied_digest: Some(applied.into()),
+            ..Default::default()
+        };
+        let st = if ready {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        };
+        let now = Time(jiff::Timestamp::from_second(1).unwrap());
+        set_condition(
+            &mut s.conditions,
+            ConditionType::Ready,
+            st,
+            "X",
+            "plan waits for approval",
+            None,
+            now,
+        );
+        s
+    }
+
+    #[test]
+    fn ready_and_applied_at_the_current_revision() {
+        assert_eq!(unmet("tf a/net", Some(&status(true, "sha256:bb"))), None);
+        assert_eq!(
+            unmet("tf a/net", Some(&status(false, "sha256:bb"))).unwrap(),
+            "waiting for tf a/net to be Ready: plan waits for approval"
+        );
+        assert_eq!(
+            unmet("tf a/net", Some(&status(true, "sha256:aa"))).unwrap(),
+            "waiting for tf a/net to apply revision 2@sha256:bb"
+        );
+        assert!(
+            unmet("tf a/net", None)
+                .unwrap()
+                .contains("not been reconciled")
+        );
+    }
+}
