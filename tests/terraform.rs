@@ -614,7 +614,14 @@ async fn depends_on_waits_for_the_dependency_to_apply() {
     create(&client, &ns, "app", json!({"interval": "10m", "approvePlan": "auto", "source": source, "dependsOn": [{"name": "network"}]})).await;
 
     let s = wait_ready(&api, "network", "AwaitingApproval").await;
-    let app = wait_ready(&api, "app", "DependencyNotReady").await;
+    // It waits, and says for what (once network's plan waits, so does app's message).
+    let app = eventually("app to wait for network's approval", WAIT, || async {
+        let s = api.get("app").await.ok()?.status?;
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "DependencyNotReady" && ready.message.contains("waits for approval"))
+            .then_some(s)
+    })
+    .await;
     let message = ready_message(&app);
     assert!(
         message.starts_with(&format!("waiting for tf {ns}/network to be Ready: Plan ")),

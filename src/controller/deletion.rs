@@ -48,7 +48,7 @@ pub async fn before_release<K: Managed>(
         .and_then(|s| s.run.as_ref())
         .filter(|r| r.phase == "Running");
     if let Some(run) = running
-        && ctx.runs.state(ns, &run.name) == RunState::Running
+        && ctx.runs.state(ns, &run.name).await == RunState::Running
     {
         tracing::info!(run = %run.name, "deletion waits for the run in flight");
         return Ok(Release::Later(Action::requeue(
@@ -96,7 +96,9 @@ pub async fn before_release<K: Managed>(
         return Err(e);
     }
     // Only once the run is recorded in status is it started (see tfrun::advance).
-    ctx.runs.launch(launch);
+    ctx.runs
+        .launch(launch, super::runs::PodInputs::of(common))
+        .await;
     Ok(Release::Later(
         settled
             .requeue

@@ -12,6 +12,7 @@ mod lifecycle;
 mod locks;
 mod metrics;
 mod outcome;
+mod pod;
 mod reconcile;
 mod runs;
 mod source;
@@ -72,6 +73,18 @@ pub struct Options {
     #[arg(long, value_enum, default_value_t = runs::RunnerMode::Local)]
     pub runner: runs::RunnerMode,
 
+    /// Image of runner pods (unless runnerPodTemplate names another).
+    #[arg(long, env = "LANDFORM_RUNNER_IMAGE", default_value = "landform:latest")]
+    pub runner_image: String,
+
+    /// Longest a run may take unless spec.timeout says otherwise (the pod's activeDeadlineSeconds).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub run_timeout: std::time::Duration,
+
+    /// Keep the pods of failed runs for `kubectl logs` (they are removed with their object).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub keep_failed_pods: bool,
+
     /// OpenTofu binary for local runs (default: `tofu` on PATH).
     #[arg(long, env = "LANDFORM_TOFU")]
     pub tofu: Option<std::path::PathBuf>,
@@ -115,6 +128,10 @@ pub enum Error {
     Http(String),
     #[error("preparing local runs: {0}")]
     Runs(#[source] std::io::Error),
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::api::Duration::new(s).parse()
 }
 
 fn identity(opts: &Options) -> String {
@@ -217,6 +234,14 @@ async fn run_kind<K: Managed>(
             },
         );
     }
+    // A runner pod that changes (starts, ends) brings its object back.
+    if ctx.runs.mode() == runs::RunnerMode::Pod {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = match namespace.as_deref() {
+            Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+            None => Api::all(ctx.client.clone()),
+        };
+        controller = controller.owns(pods, watcher::Config::default().labels(pod::LABEL_RUN));
+    }
     // A dependency that changes brings its dependents back.
     let store = controller.store();
     controller = controller.watches(
@@ -304,14 +329,23 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         .map_err(|e| Error::Http(e.to_string()))?;
     let flux_kinds = flux_kinds_served(&client).await;
     let runs = runs::Runs::new(
-        runs::RunnerSettings {
-            tofu: opts.tofu.clone(),
-            cache_dir: opts.runner_cache_dir.clone(),
-            plugin_cache_dir: opts.plugin_cache_dir.clone(),
-        },
-        runs::Limits {
-            total: opts.max_runs.into(),
-            per_namespace: opts.max_runs_per_namespace.into(),
+        client.clone(),
+        runs::Config {
+            mode: opts.runner,
+            settings: runs::RunnerSettings {
+                tofu: opts.tofu.clone(),
+                cache_dir: opts.runner_cache_dir.clone(),
+                plugin_cache_dir: opts.plugin_cache_dir.clone(),
+            },
+            pods: pod::PodSettings {
+                image: opts.runner_image.clone(),
+                timeout: opts.run_timeout,
+            },
+            keep_failed_pods: opts.keep_failed_pods,
+            limits: runs::Limits {
+                total: opts.max_runs.into(),
+                per_namespace: opts.max_runs_per_namespace.into(),
+            },
         },
     )
     .map_err(Error::Runs)?;

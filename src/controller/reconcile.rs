@@ -234,7 +234,9 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
         return Err(e);
     }
     // Only once the run is recorded in status is it started (see tfrun::advance).
-    ctx.runs.launch(launch);
+    ctx.runs
+        .launch(launch, super::runs::PodInputs::of(obj.common()))
+        .await;
     Ok(match settled.requeue {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),

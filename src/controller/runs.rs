@@ -1,16 +1,26 @@
-//! Starting runs and telling whether they are still going. In `--runner=local` mode a run is
-//! the same `landform runner` as in a pod, started as a child process of the controller; its
-//! result comes back the same way, as a Secret.
+//! Starting runs and telling whether they are still going. A run is one `landform runner`:
+//! in `--runner=pod` mode an ephemeral pod, in `--runner=local` mode a child process of the
+//! controller. Either way its result comes back as a Secret, and its inputs go out as a spec
+//! with references only, never secret values.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
+
+use super::pod::{self, PodSettings};
+use crate::api::RunnerPodTemplate;
 use crate::runner::spec::RunSpec;
 
 /// How runs are executed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum RunnerMode {
+    /// An ephemeral pod per run, with the object's service account.
+    Pod,
     /// Child processes of the controller (development, demo, tests; or a controller image that
     /// carries the engine).
     #[default]
@@ -23,27 +33,6 @@ pub struct RunnerSettings {
     pub tofu: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
     pub plugin_cache_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum RunState {
-    Running,
-    /// The process ended (its result, if it wrote one, is in the result Secret).
-    Ended,
-    /// This controller does not know the run (it restarted since starting it).
-    Unknown,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
-    #[error("writing the run spec {path}: {source}")]
-    Spec {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("starting the runner process: {0}")]
-    Spawn(#[source] std::io::Error),
 }
 
 /// Limits on runs in flight.
@@ -65,55 +54,115 @@ pub struct Full {
     pub flag: &'static str,
 }
 
+#[derive(Debug, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    /// It ended; its result, if it wrote one, is in the result Secret. The detail says how a
+    /// pod ended (e.g. DeadlineExceeded), when known.
+    Ended(Option<String>),
+    /// This controller does not know the run (it restarted since, or the pod was deleted).
+    Unknown,
+}
+
 enum Slot {
     /// Taken when the run is decided, before status records it.
     Reserved,
     Process(tokio::process::Child),
+    Pod,
+}
+
+/// What a pod run needs besides the spec.
+pub struct PodInputs<'a> {
+    pub service_account: Option<&'a str>,
+    pub template: Option<&'a RunnerPodTemplate>,
+    pub timeout: Option<Duration>,
+}
+
+impl<'a> PodInputs<'a> {
+    pub fn of(common: &'a crate::api::CommonSpec) -> Self {
+        Self {
+            service_account: common.service_account_name.as_deref(),
+            template: common.runner_pod_template.as_ref(),
+            timeout: common.timeout.as_ref().and_then(|t| t.parse().ok()),
+        }
+    }
 }
 
 pub struct Runs {
+    mode: RunnerMode,
+    client: Client,
     exe: PathBuf,
     dir: tempfile::TempDir,
     settings: RunnerSettings,
+    pods: PodSettings,
+    keep_failed_pods: bool,
     limits: Limits,
-    children: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("writing the run spec {path}: {source}")]
+    Spec {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting the runner process: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("creating the runner pod: {0}")]
+    Pod(String),
+}
+
+pub struct Config {
+    pub mode: RunnerMode,
+    pub settings: RunnerSettings,
+    pub pods: PodSettings,
+    pub keep_failed_pods: bool,
+    pub limits: Limits,
 }
 
 impl Runs {
-    pub fn new(settings: RunnerSettings, limits: Limits) -> std::io::Result<Self> {
+    pub fn new(client: Client, config: Config) -> std::io::Result<Self> {
         Ok(Self {
+            mode: config.mode,
+            client,
             exe: std::env::current_exe()?,
             dir: tempfile::Builder::new()
                 .prefix("landform-runs-")
                 .tempdir()?,
-            settings,
-            limits,
-            children: Mutex::default(),
+            settings: config.settings,
+            pods: config.pods,
+            keep_failed_pods: config.keep_failed_pods,
+            limits: config.limits,
+            slots: Mutex::default(),
         })
+    }
+
+    pub fn mode(&self) -> RunnerMode {
+        self.mode
     }
 
     fn key(namespace: &str, name: &str) -> String {
         format!("{namespace}/{name}")
     }
 
-    /// Takes a run slot for `name` if the limits allow. One slot per run; released when the run
-    /// ends (or by [`Runs::cancel`] if it never starts).
+    /// Takes a run slot for `name` if the limits allow; freed when the run is seen to end, or
+    /// by [`Runs::cancel`] if it never starts.
     pub fn reserve(&self, namespace: &str, name: &str) -> Result<(), Full> {
-        let Ok(mut children) = self.children.lock() else {
+        let Ok(mut slots) = self.slots.lock() else {
             return Ok(());
         };
         // Ended processes free their slots; their results are in their result Secrets.
-        children.retain(|_, slot| match slot {
-            Slot::Reserved => true,
+        slots.retain(|_, slot| match slot {
             Slot::Process(c) => matches!(c.try_wait(), Ok(None)),
+            Slot::Reserved | Slot::Pod => true,
         });
-        let in_ns = children
-            .keys()
-            .filter(|k| k.starts_with(&format!("{namespace}/")))
-            .count();
-        if children.len() >= self.limits.total {
+        let prefix = format!("{namespace}/");
+        let in_ns = slots.keys().filter(|k| k.starts_with(&prefix)).count();
+        if slots.len() >= self.limits.total {
             return Err(Full {
-                in_use: children.len(),
+                in_use: slots.len(),
                 limit: self.limits.total,
                 scope: "in all namespaces".into(),
                 flag: "--max-runs",
@@ -127,30 +176,41 @@ impl Runs {
                 flag: "--max-runs-per-namespace",
             });
         }
-        children.insert(Self::key(namespace, name), Slot::Reserved);
+        slots.insert(Self::key(namespace, name), Slot::Reserved);
         Ok(())
     }
 
     /// Gives back the slot of a run that will not start.
     pub fn cancel(&self, namespace: &str, name: &str) {
-        if let Ok(mut children) = self.children.lock() {
-            children.remove(&Self::key(namespace, name));
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.remove(&Self::key(namespace, name));
         }
     }
 
-    pub fn start(&self, spec: &RunSpec) -> Result<(), LaunchError> {
+    fn set_slot(&self, spec: &RunSpec, slot: Slot) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.insert(Self::key(&spec.namespace, &spec.name), slot);
+        }
+    }
+
+    async fn start(&self, spec: &RunSpec, inputs: &PodInputs<'_>) -> Result<(), LaunchError> {
+        match self.mode {
+            RunnerMode::Local => self.start_process(spec),
+            RunnerMode::Pod => self.start_pod(spec, inputs).await,
+        }
+    }
+
+    fn start_process(&self, spec: &RunSpec) -> Result<(), LaunchError> {
         let path = self
             .dir
             .path()
             .join(format!("{}.{}.json", spec.namespace, spec.name));
-        let body = serde_json::to_vec(spec).map_err(|e| LaunchError::Spec {
-            path: path.display().to_string(),
-            source: e.into(),
-        })?;
-        std::fs::write(&path, body).map_err(|source| LaunchError::Spec {
+        let spec_err = |source| LaunchError::Spec {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let body = serde_json::to_vec(spec).map_err(|e| spec_err(e.into()))?;
+        std::fs::write(&path, body).map_err(spec_err)?;
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("runner").arg("--spec").arg(&path);
         if let Some(t) = &self.settings.tofu {
@@ -165,44 +225,118 @@ impl Runs {
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true);
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                self.cancel(&spec.namespace, &spec.name);
-                return Err(LaunchError::Spawn(e));
-            }
-        };
-        if let Ok(mut children) = self.children.lock() {
-            children.insert(Self::key(&spec.namespace, &spec.name), Slot::Process(child));
-        }
+        let child = cmd.spawn().map_err(LaunchError::Spawn)?;
+        self.set_slot(spec, Slot::Process(child));
+        Ok(())
+    }
+
+    async fn start_pod(&self, spec: &RunSpec, inputs: &PodInputs<'_>) -> Result<(), LaunchError> {
+        let (config_map, pod) = pod::build(
+            spec,
+            inputs.service_account,
+            inputs.template,
+            inputs.timeout,
+            &self.pods,
+        )
+        .map_err(|e| LaunchError::Pod(e.to_string()))?;
+        let pp = PostParams::default();
+        Api::<ConfigMap>::namespaced(self.client.clone(), &spec.namespace)
+            .create(&pp, &config_map)
+            .await
+            .map_err(|e| LaunchError::Pod(format!("ConfigMap {}-spec: {e}", spec.name)))?;
+        Api::<Pod>::namespaced(self.client.clone(), &spec.namespace)
+            .create(&pp, &pod)
+            .await
+            .map_err(|e| LaunchError::Pod(format!("Pod {}: {e}", spec.name)))?;
+        self.set_slot(spec, Slot::Pod);
         Ok(())
     }
 
     /// Starts a run that status already records. A failure is only logged: the next look
-    /// finds the run without a process or result and reports it lost, which retries it.
-    pub fn launch(&self, spec: Option<RunSpec>) {
-        if let Some(spec) = spec
-            && let Err(e) = self.start(&spec)
-        {
+    /// finds the run without a runner or result and reports it lost, which retries it.
+    pub async fn launch(&self, spec: Option<RunSpec>, inputs: PodInputs<'_>) {
+        let Some(spec) = spec else {
+            return;
+        };
+        if let Err(e) = self.start(&spec, &inputs).await {
+            self.cancel(&spec.namespace, &spec.name);
             tracing::warn!(run = %spec.name, error = %e, "starting a run failed");
         }
     }
 
-    pub fn state(&self, namespace: &str, name: &str) -> RunState {
-        let Ok(mut children) = self.children.lock() else {
-            return RunState::Unknown;
-        };
+    pub async fn state(&self, namespace: &str, name: &str) -> RunState {
         let key = Self::key(namespace, name);
-        match children.get_mut(&key) {
-            None => RunState::Unknown,
-            Some(Slot::Reserved) => RunState::Running,
-            Some(Slot::Process(c)) => match c.try_wait() {
-                Ok(None) => RunState::Running,
-                _ => {
-                    children.remove(&key);
-                    RunState::Ended
+        if let Ok(mut slots) = self.slots.lock() {
+            match slots.get_mut(&key) {
+                Some(Slot::Reserved) => return RunState::Running,
+                Some(Slot::Process(c)) => {
+                    return match c.try_wait() {
+                        Ok(None) => RunState::Running,
+                        _ => {
+                            slots.remove(&key);
+                            RunState::Ended(None)
+                        }
+                    };
                 }
-            },
+                Some(Slot::Pod) | None => {}
+            }
+        }
+        if self.mode != RunnerMode::Pod {
+            return RunState::Unknown;
+        }
+        let pod = match Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+        {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                self.cancel(namespace, name);
+                return RunState::Unknown;
+            }
+            // Cannot tell; look again later rather than declare the run lost.
+            Err(_) => return RunState::Running,
+        };
+        let status = pod.status.unwrap_or_default();
+        match status.phase.as_deref() {
+            Some("Succeeded") | Some("Failed") => {
+                self.cancel(namespace, name);
+                let detail = status
+                    .reason
+                    .or_else(|| {
+                        status.container_statuses.and_then(|cs| {
+                            cs.into_iter().find_map(|c| {
+                                c.state?
+                                    .terminated
+                                    .map(|t| format!("exit code {}", t.exit_code))
+                            })
+                        })
+                    })
+                    .map(|d| format!("pod {name}: {d}"));
+                RunState::Ended(detail)
+            }
+            _ => RunState::Running,
+        }
+    }
+
+    /// After its result is taken: remove what the run left (its pod and spec after success;
+    /// after failure the pod stays for `kubectl logs` unless told otherwise).
+    pub async fn finished(&self, namespace: &str, name: &str, succeeded: bool) {
+        match self.mode {
+            RunnerMode::Local => {
+                let _ =
+                    std::fs::remove_file(self.dir.path().join(format!("{namespace}.{name}.json")));
+            }
+            RunnerMode::Pod => {
+                if succeeded || !self.keep_failed_pods {
+                    let dp = DeleteParams::background();
+                    let _ = Api::<Pod>::namespaced(self.client.clone(), namespace)
+                        .delete(name, &dp)
+                        .await;
+                    let _ = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+                        .delete(&format!("{name}-spec"), &dp)
+                        .await;
+                }
+            }
         }
     }
 }

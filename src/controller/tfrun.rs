@@ -206,7 +206,7 @@ async fn collect(
 ) -> Option<Outcome> {
     let run = status.run.clone().filter(|r| r.phase == "Running")?;
     let ns = tf.namespace().unwrap_or_default();
-    let state = ctx.runs.state(&ns, &run.name);
+    let state = ctx.runs.state(&ns, &run.name).await;
     let result = match read_result(ctx, &ns, &run.name).await {
         Ok(r) => r,
         Err(e) => {
@@ -234,10 +234,11 @@ async fn collect(
             });
         }
         set_phase(status, "Failed");
-        let mut message = format!(
-            "run {} ended without a result (its runner process is gone)",
-            run.name
-        );
+        let how = match &state {
+            RunState::Ended(Some(detail)) => detail.clone(),
+            _ => "its runner is gone".to_string(),
+        };
+        let mut message = format!("run {} ended without a result ({how})", run.name);
         // Its state lock would otherwise stay forever: release exactly the lock it held.
         if let (Some(lease), Some(lock)) = (&lease, status.lock.take()) {
             match locks::release(ctx, &ns, lease, &lock.id).await {
@@ -279,6 +280,7 @@ async fn collect(
             "Failed"
         },
     );
+    ctx.runs.finished(&ns, &run.name, result.succeeded).await;
     if !result.succeeded {
         if run.operation == "apply" {
             // A failed apply may have changed state; its saved plan is stale now.

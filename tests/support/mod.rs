@@ -19,6 +19,8 @@ use kube::core::GroupVersionKind;
 use kube::discovery::{self, Scope};
 use kube::{Client, Config};
 
+pub mod node;
+
 pub const MANAGER: &str = "landform-tests";
 
 pub fn repo_root() -> PathBuf {
@@ -270,16 +272,21 @@ pub async fn service_account_kubeconfig(
         .expect("token status")
         .token
         .expect("a token");
+    let path = logs_dir().join(format!("kubeconfig-{ns}-{sa}"));
+    write_token_kubeconfig(&path, &token, ns, sa);
+    path
+}
+
+/// A kubeconfig for the test API server that authenticates with `token`.
+pub fn write_token_kubeconfig(path: &Path, token: &str, ns: &str, user: &str) {
     let admin = Kubeconfig::read_from(kubeconfig_path()).unwrap();
     let cluster = admin.clusters[0].cluster.clone().unwrap();
     let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: {sa}\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: {sa}, namespace: {ns}}}\ncurrent-context: test\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: {user}, namespace: {ns}}}\ncurrent-context: test\n",
         cluster.server.unwrap(),
         cluster.certificate_authority_data.unwrap(),
     );
-    let path = logs_dir().join(format!("kubeconfig-{ns}-{sa}"));
-    std::fs::write(&path, yaml).unwrap();
-    path
+    std::fs::write(path, yaml).unwrap();
 }
 
 pub fn logs_dir() -> PathBuf {

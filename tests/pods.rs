@@ -1,0 +1,188 @@
+//! Runs as ephemeral pods (`--runner=pod`), executed by the test node agent with each pod's own
+//! service-account token, so the runner RBAC in deploy/ is enforced by the real API server.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
+use landform::api::{ObjectStatus, Terraform};
+use serde_json::json;
+use support::node::NodeAgent;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn publish(ns: &str, main_tf: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
+    let repo = format!("oci://{}/{ns}/module", testenv()["LANDFORM_TEST_REGISTRY"]);
+    let (ok, _, err) = run(landform().args([
+        "push",
+        dir.path().to_str().unwrap(),
+        &format!("{repo}:1"),
+        "--insecure",
+    ]));
+    assert!(ok, "{err}");
+    repo
+}
+
+async fn tenant_rbac(client: &kube::Client, ns: &str) {
+    let yaml = std::fs::read_to_string(repo_root().join("deploy/tenant/runner.yaml"))
+        .unwrap()
+        .replace("TENANT", ns);
+    apply_yaml(client, &yaml, Some(ns)).await.unwrap();
+}
+
+async fn create(api: &Api<Terraform>, name: &str, spec: serde_json::Value) {
+    let tf: Terraform = serde_json::from_value(json!({"apiVersion": "landform.dev/v1alpha1", "kind": "Terraform", "metadata": {"name": name}, "spec": spec})).unwrap();
+    api.create(&PostParams::default(), &tf).await.unwrap();
+}
+
+async fn wait_reason(api: &Api<Terraform>, name: &str, reason: &str) -> ObjectStatus {
+    eventually(&format!("{name} to report {reason}"), WAIT, || async {
+        let s = api.get(name).await.ok()?.status?;
+        (s.conditions.iter().find(|c| c.type_ == "Ready")?.reason == reason).then_some(s)
+    })
+    .await
+}
+
+const MODULE: &str = "terraform {\n  required_providers {\n    random = { source = \"hashicorp/random\" }\n  }\n}\nresource \"random_pet\" \"p\" {}\noutput \"pet\" { value = random_pet.p.id }\n";
+
+#[tokio::test]
+async fn runs_in_restricted_pods_with_the_runner_service_account() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "pods").await;
+    tenant_rbac(&client, &ns).await;
+    let _controller = Controller::start(
+        &client,
+        &ns,
+        &["--runner", "pod", "--runner-image", "landform:test"],
+    )
+    .await;
+    let agent = NodeAgent::start(client.clone(), &ns);
+    let repo = publish(&ns, MODULE);
+    let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create(
+        &tfs,
+        "pet",
+        json!({"interval": "10m", "approvePlan": "auto", "timeout": "5m",
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+        "writeOutputsToSecret": {"name": "pet-outputs"},
+        "runnerPodTemplate": {"labels": {"team": "a"}}}),
+    )
+    .await;
+    let s = wait_reason(&tfs, "pet", "Applied").await;
+    assert_eq!(s.outputs, ["pet"]);
+    let ran = agent.ran.lock().unwrap().clone();
+    assert!(
+        ran.iter().any(|p| p.starts_with("pet-plan-"))
+            && ran.iter().any(|p| p.starts_with("pet-apply-")),
+        "{ran:?}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    eventually("successful run pods to be removed", WAIT, || async {
+        let l = pods
+            .list(&ListParams::default().labels("landform.dev/run"))
+            .await
+            .ok()?;
+        l.items.is_empty().then_some(())
+    })
+    .await;
+
+    // A failing run keeps its pod, which shows how runs are confined.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(
+        broken.path().join("main.tf"),
+        "resource \"terraform_data\" \"x\" {\n  input = \n}\n",
+    )
+    .unwrap();
+    let bad_repo = format!("oci://{}/{ns}/broken", testenv()["LANDFORM_TEST_REGISTRY"]);
+    assert!(
+        run(landform().args([
+            "push",
+            broken.path().to_str().unwrap(),
+            &format!("{bad_repo}:1"),
+            "--insecure"
+        ]))
+        .0
+    );
+    create(
+        &tfs,
+        "bad",
+        json!({"interval": "10m", "approvePlan": "auto", "timeout": "5m",
+        "source": {"oci": {"url": bad_repo, "ref": {"tag": "1"}, "insecure": true}},
+        "runnerPodTemplate": {"labels": {"team": "a"}}}),
+    )
+    .await;
+    let s = wait_reason(&tfs, "bad", "InitFailed").await;
+    let run_name = s.run.unwrap().name;
+    let pod = pods
+        .get(&run_name)
+        .await
+        .expect("the failed run's pod is kept");
+    assert_eq!(pod.metadata.labels.as_ref().unwrap()["team"], "a");
+    assert_eq!(
+        pod.metadata.owner_references.as_ref().unwrap()[0].name,
+        "bad"
+    );
+    let spec = pod.spec.unwrap();
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some("landform-runner")
+    );
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(spec.active_deadline_seconds, Some(300));
+    let c = &spec.containers[0];
+    assert_eq!(c.image.as_deref(), Some("landform:test"));
+    let sc = c.security_context.clone().unwrap();
+    assert_eq!(
+        (
+            sc.run_as_non_root,
+            sc.read_only_root_filesystem,
+            sc.allow_privilege_escalation
+        ),
+        (Some(true), Some(true), Some(false))
+    );
+    assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Failed"));
+}
+
+#[tokio::test]
+async fn a_runner_without_rights_fails_visibly() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "pods-norbac").await;
+    // The service account exists but is bound to nothing: the API server refuses the runner.
+    let sa: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "landform-runner"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
+    let _controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
+    let _agent = NodeAgent::start(client.clone(), &ns);
+    let repo = publish(&ns, MODULE);
+    let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create(
+        &tfs,
+        "denied",
+        json!({"interval": "10m", "approvePlan": "auto", "retryInterval": "10m",
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+    let s = wait_reason(&tfs, "denied", "RunnerLost").await;
+    let message = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        message.contains("ended without a result (pod denied-plan-")
+            && message.contains("exit code 2"),
+        "{message}"
+    );
+}
