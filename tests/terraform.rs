@@ -644,3 +644,143 @@ async fn depends_on_waits_for_the_dependency_to_apply() {
     // The watch on the dependency brings app along.
     wait_ready(&api, "app", "Applied").await;
 }
+
+const LIFECYCLE_V1: &str = r#"
+terraform {
+  required_providers {
+    random = { source = "hashicorp/random" }
+    local  = { source = "hashicorp/local" }
+  }
+}
+variable "dir" { type = string }
+resource "random_pet" "name" {}
+resource "local_file" "f" {
+  filename = "${var.dir}/pet.txt"
+  content  = random_pet.name.id
+}
+resource "terraform_data" "stamp" { input = "v1" }
+output "pet" { value = random_pet.name.id }
+"#;
+
+#[tokio::test]
+async fn full_lifecycle_with_a_module_change_and_a_restart_that_runs_nothing_not_due() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-life").await;
+    let mut controller = Controller::start_as(&client, &ns, &format!("life-1-{ns}"), &[]).await;
+    let out = tempfile::tempdir().unwrap();
+    let repo = publish(&ns, "1", LIFECYCLE_V1);
+    let api = create(
+        &client,
+        &ns,
+        "life",
+        json!({"interval": "1h", "destroyOnDelete": true,
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+        "vars": [{"name": "dir", "value": out.path().display().to_string()}],
+        "writeOutputsToSecret": {"name": "life-outputs"}}),
+    )
+    .await;
+
+    // Manual approval of the first plan.
+    let s = wait_ready(&api, "life", "AwaitingApproval").await;
+    let first = s.plan.unwrap().id;
+    api.patch(
+        "life",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"approvePlan": first}})),
+    )
+    .await
+    .unwrap();
+    let s = wait_ready(&api, "life", "Applied").await;
+    let pet = std::fs::read_to_string(out.path().join("pet.txt")).unwrap();
+    let outputs = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("life-outputs")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<String>(&outputs["pet"].0).unwrap(),
+        pet
+    );
+    assert_eq!(state_resources(&client, &ns, "life").await, 3);
+
+    // A controller restart: nothing is due (the interval is an hour), so nothing runs.
+    let applied_run = s.run.unwrap().name;
+    assert_eq!(controller.terminate(), Some(0));
+    let _second = Controller::start_as(&client, &ns, &format!("life-2-{ns}"), &[]).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let s = api.get("life").await.unwrap().status.unwrap();
+    assert_eq!(
+        s.run.unwrap().name,
+        applied_run,
+        "no run started after the restart"
+    );
+    assert_eq!(
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap()
+            .reason,
+        "Applied"
+    );
+
+    // A module change: a new revision, a new plan (only the changed resource), approved, applied.
+    let v2 = LIFECYCLE_V1.replace("input = \"v1\"", "input = \"v2\"");
+    publish(&ns, "2", &v2);
+    api.patch(
+        "life",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"source": {"oci": {"ref": {"tag": "2"}}}}})),
+    )
+    .await
+    .unwrap();
+    let s = eventually("a new plan for revision 2", WAIT, || async {
+        let s = api.get("life").await.ok()?.status?;
+        let plan = s.plan.as_ref()?;
+        (plan.pending && plan.revision.as_deref()?.starts_with("2@")).then_some(s)
+    })
+    .await;
+    let plan = s.plan.unwrap();
+    assert_ne!(plan.id, first);
+    let changed: Vec<_> = plan
+        .resources
+        .iter()
+        .map(|r| (r.address.as_str(), r.action.as_str()))
+        .collect();
+    assert_eq!(changed, [("terraform_data.stamp", "update")]);
+    api.patch(
+        "life",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"approvePlan": plan.id}})),
+    )
+    .await
+    .unwrap();
+    let s = wait_ready(&api, "life", "Applied").await;
+    assert!(s.last_applied_revision.unwrap().starts_with("2@"));
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("pet.txt")).unwrap(),
+        pet,
+        "unchanged resources stay"
+    );
+
+    // Destroy on delete: the file goes, state empties, the lock is free.
+    api.delete("life", &DeleteParams::default()).await.unwrap();
+    eventually("life to be gone", WAIT, || async {
+        api.get_opt("life").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(!out.path().join("pet.txt").exists());
+    assert_eq!(state_resources(&client, &ns, "life").await, 0);
+    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), &ns)
+        .get_opt("lock-tfstate-default-life")
+        .await
+        .unwrap();
+    assert_eq!(
+        lease
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default(),
+        ""
+    );
+}
