@@ -186,3 +186,61 @@ async fn a_runner_without_rights_fails_visibly() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_destroy_that_cannot_fetch_its_artifact_says_so_and_the_annotation_releases() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "pods-gone").await;
+    tenant_rbac(&client, &ns).await;
+    let _controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
+    let _agent = NodeAgent::start(client.clone(), &ns);
+    let repo = publish(&ns, MODULE);
+    let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create(&tfs, "orphan", json!({"interval": "10m", "approvePlan": "auto", "destroyOnDelete": true, "retryInterval": "1h",
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}})).await;
+    let s = wait_reason(&tfs, "orphan", "Applied").await;
+    let digest = s.last_applied_digest.unwrap();
+
+    // The applied artifact disappears from the registry (pods have no cache to fall back on).
+    let reference = format!("{}@{digest}", repo.trim_start_matches("oci://"));
+    let (ok, _, err) = run(testenv_tool("oras").args([
+        "manifest",
+        "delete",
+        "--plain-http",
+        "--force",
+        &reference,
+    ]));
+    assert!(ok, "{err}");
+    tfs.delete("orphan", &Default::default()).await.unwrap();
+    let s = wait_reason(&tfs, "orphan", "ArtifactNotFound").await;
+    let message = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        message.starts_with("destroy on delete failed:")
+            && message.contains("landform.dev/skip-destroy=true"),
+        "{message}"
+    );
+    assert!(
+        tfs.get_opt("orphan").await.unwrap().is_some(),
+        "the object stays"
+    );
+
+    let patch = json!({"metadata": {"annotations": {"landform.dev/skip-destroy": "true"}}});
+    tfs.patch(
+        "orphan",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    eventually("orphan to be released", WAIT, || async {
+        tfs.get_opt("orphan").await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
