@@ -257,10 +257,12 @@ async fn metrics_health_and_leader_handover() {
     .await;
     let metrics = eventually("reconcile metrics", WAIT, || async {
         let (_, body) = first.get("/metrics").await?;
-        body.contains(&format!(
+        // The counter goes up when a reconcile starts, the histogram when it ends.
+        let counted = body.contains(&format!(
             "landform_reconciliations_total{{kind=\"Terraform\",namespace=\"{ns}\"}}"
-        ))
-        .then_some(body)
+        ));
+        (counted && body.contains("landform_reconcile_duration_seconds_count{kind=\"Terraform\"}"))
+            .then_some(body)
     })
     .await;
     assert!(metrics.contains("landform_leader 1"), "{metrics}");

@@ -103,6 +103,17 @@ async fn auto_approval_plans_applies_and_writes_outputs() {
         (2, 0, 0)
     );
     assert_eq!(s.outputs, ["message", "name"]);
+    let cond = |t: &str| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    assert_eq!(cond("Planned"), Some(("True".into(), "PlanReady".into())));
+    assert_eq!(
+        cond("Applied"),
+        Some(("True".into(), "ApplySucceeded".into()))
+    );
     let outputs = Api::<Secret>::namespaced(client.clone(), &ns)
         .get("hello-outputs")
         .await

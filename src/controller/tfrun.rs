@@ -15,7 +15,10 @@ use super::locks;
 use super::outcome::Outcome;
 use super::runs::RunState;
 use super::steps::Timing;
-use crate::api::{ArtifactStatus, ObjectStatus, PlanStatus, RunStatus, Terraform};
+use crate::api::{
+    ArtifactStatus, ConditionStatus, ConditionType, ObjectStatus, PlanStatus, RunStatus, Terraform,
+    set_condition,
+};
 use crate::runner::spec::{ArtifactRef, Backend, Operation, Owner, RunResult, RunSpec};
 
 /// How often a run in flight is looked at.
@@ -282,9 +285,28 @@ async fn collect(
     );
     ctx.runs.finished(&ns, &run.name, result.succeeded).await;
     if !result.succeeded {
-        if run.operation == "apply" {
-            // A failed apply may have changed state; its saved plan is stale now.
-            status.plan = None;
+        let message = result.message.clone().unwrap_or_default();
+        let reason = known_reason(result.reason.as_deref());
+        match run.operation.as_str() {
+            "plan" => mark(
+                status,
+                ConditionType::Planned,
+                ConditionStatus::False,
+                reason,
+                &message,
+            ),
+            "apply" => {
+                mark(
+                    status,
+                    ConditionType::Applied,
+                    ConditionStatus::False,
+                    reason,
+                    &message,
+                );
+                // A failed apply may have changed state; its saved plan is stale now.
+                status.plan = None;
+            }
+            _ => {}
         }
         return Some(Outcome::Failed {
             reason: known_reason(result.reason.as_deref()),
@@ -306,8 +328,25 @@ async fn collect(
                 status.last_applied_digest = digest.clone();
                 status.last_applied_url = artifact.as_ref().map(|a| a.url.clone());
             }
+            let id = result.plan_id.unwrap_or_default();
+            let message = format!(
+                "Plan {} for revision {}: +{} ~{} -{}",
+                &id[..id.len().min(12)],
+                revision.as_deref().unwrap_or("?"),
+                summary.add,
+                summary.change,
+                summary.destroy
+            );
+            let reason = if changes { "PlanReady" } else { "NoChanges" };
+            mark(
+                status,
+                ConditionType::Planned,
+                ConditionStatus::True,
+                reason,
+                &message,
+            );
             status.plan = Some(PlanStatus {
-                id: result.plan_id.unwrap_or_default(),
+                id,
                 pending: changes,
                 revision,
                 digest,
@@ -318,6 +357,20 @@ async fn collect(
             });
         }
         "apply" => {
+            let message = format!(
+                "Applied revision {}",
+                artifact
+                    .as_ref()
+                    .map(|a| a.revision.as_str())
+                    .unwrap_or("?")
+            );
+            mark(
+                status,
+                ConditionType::Applied,
+                ConditionStatus::True,
+                "ApplySucceeded",
+                &message,
+            );
             if let Some(plan) = status.plan.as_mut() {
                 plan.pending = false;
                 status.last_applied_revision = plan.revision.clone();
@@ -336,6 +389,27 @@ async fn collect(
         _ => {}
     }
     None
+}
+
+/// The Planned and Applied conditions record the last plan and apply, next to Ready.
+fn mark(
+    status: &mut ObjectStatus,
+    type_: ConditionType,
+    st: ConditionStatus,
+    reason: &str,
+    message: &str,
+) {
+    let now = Time(jiff::Timestamp::now());
+    let generation = status.observed_generation;
+    set_condition(
+        &mut status.conditions,
+        type_,
+        st,
+        reason,
+        message,
+        generation,
+        now,
+    );
 }
 
 fn set_phase(status: &mut ObjectStatus, phase: &str) {
