@@ -12,7 +12,7 @@ use landform::api::{CloudFormationStack, FINALIZER, ObjectStatus, Terraform};
 use serde_json::json;
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
 
 fn condition<'a>(
     status: &'a ObjectStatus,

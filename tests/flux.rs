@@ -11,7 +11,7 @@ use landform::source::digest::Digest;
 use serde_json::json;
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(120);
 
 fn push(dir: &std::path::Path, url: &str) {
     let (ok, _, err) = run(landform().args(["push", dir.to_str().unwrap(), url, "--insecure"]));

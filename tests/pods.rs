@@ -12,20 +12,10 @@ use serde_json::json;
 use support::node::NodeAgent;
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(90);
+const WAIT: Duration = Duration::from_secs(180);
 
 fn publish(ns: &str, main_tf: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
-    let repo = format!("oci://{}/{ns}/module", testenv()["LANDFORM_TEST_REGISTRY"]);
-    let (ok, _, err) = run(landform().args([
-        "push",
-        dir.path().to_str().unwrap(),
-        &format!("{repo}:1"),
-        "--insecure",
-    ]));
-    assert!(ok, "{err}");
-    repo
+    publish_module(ns, "module", "1", main_tf)
 }
 
 async fn tenant_rbac(client: &kube::Client, ns: &str) {

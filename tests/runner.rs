@@ -76,19 +76,8 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("runner printed no result ({e}): {stderr}"))
     }
 
-    /// Resources recorded in the kubernetes backend's state (0 when there is no state).
     async fn state_resources(&self) -> usize {
-        use std::io::Read;
-        let Some(secret) = self.secret("tfstate-default-hello").await else {
-            return 0;
-        };
-        let gz = secret.data.unwrap().remove("tfstate").unwrap().0;
-        let mut json = String::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_string(&mut json)
-            .unwrap();
-        let state: Value = serde_json::from_str(&json).unwrap();
-        state["resources"].as_array().map_or(0, Vec::len)
+        state_resources(&self.client, &self.ns, "hello").await
     }
 
     async fn secret(&self, name: &str) -> Option<Secret> {

@@ -11,7 +11,7 @@ use landform::api::{ObjectStatus, Terraform};
 use serde_json::json;
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
 
 fn push(url: &str) -> String {
     let (ok, out, err) = run(landform().args([

@@ -11,7 +11,7 @@ use landform::api::{ObjectStatus, Terraform};
 use serde_json::json;
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(90);
+const WAIT: Duration = Duration::from_secs(180);
 
 const MODULE: &str = r#"
 terraform {
@@ -32,17 +32,7 @@ output "message" { value = terraform_data.message.output }
 "#;
 
 fn publish(ns: &str, tag: &str, main_tf: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
-    let repo = format!("oci://{}/{ns}/module", testenv()["LANDFORM_TEST_REGISTRY"]);
-    let (ok, _, err) = run(landform().args([
-        "push",
-        dir.path().to_str().unwrap(),
-        &format!("{repo}:{tag}"),
-        "--insecure",
-    ]));
-    assert!(ok, "{err}");
-    repo
+    publish_module(ns, "module", tag, main_tf)
 }
 
 async fn create(
@@ -228,26 +218,6 @@ async fn invalid_hcl_is_quoted_and_nothing_is_applied() {
     );
     assert_eq!(s.failures, 1);
     assert!(s.last_applied_revision.is_none());
-}
-
-/// Resources recorded in the kubernetes backend's state of object `name`.
-async fn state_resources(client: &kube::Client, ns: &str, name: &str) -> usize {
-    use std::io::Read;
-    let Some(secret) = Api::<Secret>::namespaced(client.clone(), ns)
-        .get_opt(&format!("tfstate-default-{name}"))
-        .await
-        .unwrap()
-    else {
-        return 0;
-    };
-    let gz = secret.data.unwrap().remove("tfstate").unwrap().0;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_string(&mut text)
-        .unwrap();
-    serde_json::from_str::<serde_json::Value>(&text).unwrap()["resources"]
-        .as_array()
-        .map_or(0, Vec::len)
 }
 
 async fn finalized_note(client: &kube::Client, ns: &str, name: &str) -> (String, String) {

@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, Pod,
     PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
 use crate::api::RunnerPodTemplate;
@@ -30,17 +29,6 @@ pub struct PodSettings {
     pub timeout: Duration,
 }
 
-fn owner(spec: &RunSpec) -> OwnerReference {
-    OwnerReference {
-        api_version: spec.owner.api_version.clone(),
-        kind: spec.owner.kind.clone(),
-        name: spec.owner.name.clone(),
-        uid: spec.owner.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 fn meta(spec: &RunSpec, name: String, extra_labels: &BTreeMap<String, String>) -> ObjectMeta {
     let mut labels = extra_labels.clone();
     labels.insert(LABEL_RUN.into(), spec.name.clone());
@@ -49,7 +37,7 @@ fn meta(spec: &RunSpec, name: String, extra_labels: &BTreeMap<String, String>) -
         name: Some(name),
         namespace: Some(spec.namespace.clone()),
         labels: Some(labels),
-        owner_references: Some(vec![owner(spec)]),
+        owner_references: Some(vec![spec.owner.reference()]),
         ..Default::default()
     }
 }
@@ -264,6 +252,7 @@ mod tests {
         assert_eq!(mounts, ["/tmp", "/home/landform", SPEC_DIR]);
         let owner = &pod.metadata.owner_references.unwrap()[0];
         assert_eq!((owner.name.as_str(), owner.controller), ("vpc", Some(true)));
+        assert_eq!(owner.block_owner_deletion, None);
         assert_eq!(pod.metadata.labels.unwrap()[LABEL_RUN], "vpc-plan-abc123");
         let run_json = &cm.data.unwrap()["run.json"];
         assert_eq!(serde_json::from_str::<RunSpec>(run_json).unwrap(), spec());

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use serde_json::{Map, Value};
@@ -310,17 +309,6 @@ async fn resolve_vars(client: &Client, spec: &RunSpec) -> Result<Map<String, Val
     Ok(vars)
 }
 
-fn owner_ref(spec: &RunSpec) -> OwnerReference {
-    OwnerReference {
-        api_version: spec.owner.api_version.clone(),
-        kind: spec.owner.kind.clone(),
-        name: spec.owner.name.clone(),
-        uid: spec.owner.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: None,
-    }
-}
-
 fn owned_secret(
     spec: &RunSpec,
     name: String,
@@ -332,7 +320,7 @@ fn owned_secret(
             name: Some(name),
             namespace: Some(spec.namespace.clone()),
             labels: Some(labels),
-            owner_references: Some(vec![owner_ref(spec)]),
+            owner_references: Some(vec![spec.owner.reference()]),
             ..Default::default()
         },
         type_: Some("Opaque".into()),

@@ -66,6 +66,22 @@ pub struct Owner {
     pub uid: String,
 }
 
+impl Owner {
+    /// The owner reference every object of the run carries, so it goes with its owner.
+    /// blockOwnerDeletion stays unset: setting it needs rights on the owner's finalizers, which
+    /// runners do not have (and must not need) where OwnerReferencesPermissionEnforcement runs.
+    pub fn reference(&self) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSpec {

@@ -513,3 +513,41 @@ pub fn raw_targz(entries: &[RawEntry]) -> Vec<u8> {
     gz.write_all(&out).unwrap();
     gz.finish().unwrap()
 }
+
+/// Publishes a one-file module (`main.tf`) as `oci://<registry>/<ns>/<repo>:<tag>` and returns
+/// the repository URL.
+pub fn publish_module(ns: &str, repo: &str, tag: &str, main_tf: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
+    let url = format!("oci://{}/{ns}/{repo}", testenv()["LANDFORM_TEST_REGISTRY"]);
+    let (ok, _, err) = run(landform().args([
+        "push",
+        dir.path().to_str().unwrap(),
+        &format!("{url}:{tag}"),
+        "--insecure",
+    ]));
+    assert!(ok, "{err}");
+    url
+}
+
+/// Resources recorded in the kubernetes backend's state Secret `tfstate-default-<suffix>`
+/// (0 when there is no state).
+pub async fn state_resources(client: &Client, ns: &str, suffix: &str) -> usize {
+    use std::io::Read;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    let Some(secret) = secrets
+        .get_opt(&format!("tfstate-default-{suffix}"))
+        .await
+        .unwrap()
+    else {
+        return 0;
+    };
+    let gz = secret.data.unwrap().remove("tfstate").unwrap().0;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["resources"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
