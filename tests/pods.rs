@@ -30,6 +30,14 @@ async fn create(api: &Api<Terraform>, name: &str, spec: serde_json::Value) {
     api.create(&PostParams::default(), &tf).await.unwrap();
 }
 
+fn ready_message(s: &ObjectStatus) -> String {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 async fn wait_reason(api: &Api<Terraform>, name: &str, reason: &str) -> ObjectStatus {
     eventually(&format!("{name} to report {reason}"), WAIT, || async {
         let s = api.get(name).await.ok()?.status?;
@@ -163,13 +171,7 @@ async fn a_runner_without_rights_fails_visibly() {
     )
     .await;
     let s = wait_reason(&tfs, "denied", "RunnerLost").await;
-    let message = s
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .message
-        .clone();
+    let message = ready_message(&s);
     assert!(
         message.contains("ended without a result (pod denied-plan-")
             && message.contains("exit code 2"),
@@ -204,13 +206,7 @@ async fn a_destroy_that_cannot_fetch_its_artifact_says_so_and_the_annotation_rel
     assert!(ok, "{err}");
     tfs.delete("orphan", &Default::default()).await.unwrap();
     let s = wait_reason(&tfs, "orphan", "ArtifactNotFound").await;
-    let message = s
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .message
-        .clone();
+    let message = ready_message(&s);
     assert!(
         message.starts_with("destroy on delete failed:")
             && message.contains("landform.dev/skip-destroy=true"),

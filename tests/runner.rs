@@ -96,23 +96,7 @@ fn module(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-const MODULE: &str = r#"
-terraform {
-  required_providers {
-    random = { source = "hashicorp/random" }
-  }
-}
-variable "greeting" {
-  type    = string
-  default = "Hello"
-}
-resource "random_pet" "name" {}
-resource "terraform_data" "message" {
-  input = "${var.greeting}, ${random_pet.name.id}"
-}
-output "name" { value = random_pet.name.id }
-output "message" { value = terraform_data.message.output }
-"#;
+const MODULE: &str = GREETING_MODULE;
 
 #[tokio::test]
 async fn plan_apply_outputs_and_destroy_with_state_in_a_secret() {

@@ -13,23 +13,7 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(180);
 
-const MODULE: &str = r#"
-terraform {
-  required_providers {
-    random = { source = "hashicorp/random" }
-  }
-}
-variable "greeting" {
-  type    = string
-  default = "Hello"
-}
-resource "random_pet" "name" {}
-resource "terraform_data" "message" {
-  input = "${var.greeting}, ${random_pet.name.id}"
-}
-output "name" { value = random_pet.name.id }
-output "message" { value = terraform_data.message.output }
-"#;
+const MODULE: &str = GREETING_MODULE;
 
 fn publish(ns: &str, tag: &str, main_tf: &str) -> String {
     publish_module(ns, "module", tag, main_tf)

@@ -551,3 +551,22 @@ pub async fn state_resources(client: &Client, ns: &str, suffix: &str) -> usize {
         .as_array()
         .map_or(0, Vec::len)
 }
+
+/// A module with a random name and a greeting built from the `greeting` variable.
+pub const GREETING_MODULE: &str = r#"
+terraform {
+  required_providers {
+    random = { source = "hashicorp/random" }
+  }
+}
+variable "greeting" {
+  type    = string
+  default = "Hello"
+}
+resource "random_pet" "name" {}
+resource "terraform_data" "message" {
+  input = "${var.greeting}, ${random_pet.name.id}"
+}
+output "name" { value = random_pet.name.id }
+output "message" { value = terraform_data.message.output }
+"#;
