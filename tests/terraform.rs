@@ -54,7 +54,7 @@ async fn auto_approval_plans_applies_and_writes_outputs() {
     let client = admin_client().await;
     install_crds(&client).await;
     let ns = namespace(&client, "tf-auto").await;
-    let _controller = Controller::start(&client, &ns, &[]).await;
+    let controller = Controller::start(&client, &ns, &[]).await;
     let repo = publish(&ns, "1", MODULE);
     let api = create(
         &client,
@@ -67,6 +67,13 @@ async fn auto_approval_plans_applies_and_writes_outputs() {
     .await;
 
     let s = wait_ready(&api, "hello", "Applied").await;
+    let metrics = controller.get("/metrics").await.unwrap().1;
+    for op in ["plan", "apply"] {
+        let line = format!(
+            "landform_runs_total{{kind=\"Terraform\",namespace=\"{ns}\",operation=\"{op}\",result=\"succeeded\"}} 1"
+        );
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+    }
     let revision = s.artifact.as_ref().unwrap().revision.clone();
     assert_eq!(s.last_applied_revision.as_deref(), Some(revision.as_str()));
     assert_eq!(ready_message(&s), format!("Applied revision {revision}"));

@@ -22,6 +22,16 @@ pub struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub kind: &'static str,
+    pub namespace: String,
+    /// plan, apply or destroy.
+    pub operation: &'static str,
+    /// succeeded, failed or lost.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -31,6 +41,7 @@ pub struct Metrics {
     pub reconciliations: Family<ObjectLabels, Counter>,
     pub failures: Family<FailureLabels, Counter>,
     pub duration: Family<KindLabels, Histogram>,
+    pub runs: Family<RunLabels, Counter>,
     pub leader: Gauge,
 }
 
@@ -43,6 +54,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         let leader = Gauge::default();
+        let runs = Family::<RunLabels, Counter>::default();
         registry.register(
             "reconciliations",
             "Reconciliations, by kind and namespace",
@@ -59,6 +71,11 @@ impl Default for Metrics {
             duration.clone(),
         );
         registry.register(
+            "runs",
+            "Finished runs, by kind, namespace, operation and result",
+            runs.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this controller instance holds the leader lease",
             leader.clone(),
@@ -68,6 +85,7 @@ impl Default for Metrics {
             reconciliations,
             failures,
             duration,
+            runs,
             leader,
         }
     }

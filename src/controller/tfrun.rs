@@ -237,6 +237,7 @@ async fn collect(
             });
         }
         set_phase(status, "Failed");
+        count_run(ctx, &ns, &run.operation, "lost");
         let how = match &state {
             RunState::Ended(Some(detail)) => detail.clone(),
             _ => "its runner is gone".to_string(),
@@ -284,6 +285,16 @@ async fn collect(
         },
     );
     ctx.runs.finished(&ns, &run.name, result.succeeded).await;
+    count_run(
+        ctx,
+        &ns,
+        &run.operation,
+        if result.succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        },
+    );
     if !result.succeeded {
         let message = result.message.clone().unwrap_or_default();
         let reason = known_reason(result.reason.as_deref());
@@ -389,6 +400,22 @@ async fn collect(
         _ => {}
     }
     None
+}
+
+/// Counts a finished run.
+fn count_run(ctx: &Context, ns: &str, operation: &str, result: &'static str) {
+    let operation = match operation {
+        "apply" => "apply",
+        "destroy" => "destroy",
+        _ => "plan",
+    };
+    let labels = super::metrics::RunLabels {
+        kind: "Terraform",
+        namespace: ns.to_string(),
+        operation,
+        result,
+    };
+    ctx.metrics.runs.get_or_create(&labels).inc();
 }
 
 /// The Planned and Applied conditions record the last plan and apply, next to Ready.
