@@ -28,6 +28,8 @@ enum Command {
     Plan(cli::objects::ObjectArgs),
     /// Approve the plan waiting on an object (exactly that plan).
     Approve(cli::objects::ApproveArgs),
+    /// Show the last drift report of an object.
+    Drift(cli::objects::ObjectArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,11 @@ fn main() -> ExitCode {
         }),
         Command::Approve(args) => run_cli(async move {
             cli::objects::approve(args)
+                .await
+                .map_err(|e| (e.reason(), e.to_string()))
+        }),
+        Command::Drift(args) => run_cli(async move {
+            cli::objects::drift(args)
                 .await
                 .map_err(|e| (e.reason(), e.to_string()))
         }),

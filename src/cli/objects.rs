@@ -108,6 +108,45 @@ pub async fn show(args: ObjectArgs) -> Result<String, CliError> {
     Ok(render(&format!("tf/{name}"), &plan))
 }
 
+/// The drift report, as a person reads it.
+pub fn render_drift(object: &str, drift: &crate::api::DriftStatus) -> String {
+    let checked = drift
+        .last_checked_at
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_else(|| "never".into());
+    let mut out = format!("{object}: {:?} (checked {checked})\n", drift.state);
+    for r in &drift.resources {
+        let paths = if r.paths.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.paths.join(", "))
+        };
+        out.push_str(&format!("  {} ({}{paths})\n", r.address, r.action));
+    }
+    let listed = drift.resources.len() as u32;
+    if drift.total > listed {
+        out.push_str(&format!("  … and {} more\n", drift.total - listed));
+    }
+    out.push_str(&format!(
+        "{} resource(s) changed outside OpenTofu.",
+        drift.total
+    ));
+    out
+}
+
+pub async fn drift(args: ObjectArgs) -> Result<String, CliError> {
+    let name = name_of(&args.object)?.to_string();
+    let (api, ns) = api(&args).await?;
+    let tf = api.get(&name).await?;
+    let drift = tf.status.and_then(|s| s.drift).ok_or_else(|| {
+        CliError::Refused(format!(
+            "tf/{name} in {ns} has not been checked for drift (set spec.drift or mode: DriftOnly)"
+        ))
+    })?;
+    Ok(render_drift(&format!("tf/{name}"), &drift))
+}
+
 pub async fn approve(args: ApproveArgs) -> Result<String, CliError> {
     let name = name_of(&args.object.object)?.to_string();
     let (api, ns) = api(&args.object).await?;
@@ -179,6 +218,25 @@ mod tests {
         assert_eq!(
             render("tf/vpc", &plan),
             "tf/vpc: plan 3f9a2c1d0e4b5a6c of revision 1.0.0@sha256:aa (waiting for approval or apply)\n  + random_pet.name (create)\n  ~ terraform_data.m (update: input)\nPlan: 1 to add, 1 to change, 0 to destroy."
+        );
+    }
+
+    #[test]
+    fn renders_a_drift_report() {
+        let d = crate::api::DriftStatus {
+            state: crate::api::DriftState::Drifted,
+            last_checked_at: None,
+            total: 2,
+            resources: vec![ResourceChange {
+                address: "local_file.f".into(),
+                resource_type: None,
+                action: "update".into(),
+                paths: vec!["content".into()],
+            }],
+        };
+        assert_eq!(
+            render_drift("tf/x", &d),
+            "tf/x: Drifted (checked never)\n  local_file.f (update: content)\n  … and 1 more\n2 resource(s) changed outside OpenTofu."
         );
     }
 

@@ -13,6 +13,8 @@ pub struct Facts<'a> {
     pub interval: Duration,
     /// Hash of the plan-shaping spec fields (see [`inputs_hash`]).
     pub inputs: &'a str,
+    /// How often to check for drift (`spec.drift`, or always in DriftOnly mode).
+    pub drift_every: Option<Duration>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -53,6 +55,23 @@ pub fn decide(
     };
     let counts = &plan.summary;
     let changes = format!("+{} ~{} -{}", counts.add, counts.change, counts.destroy);
+    let since_check = age(
+        status
+            .drift
+            .as_ref()
+            .and_then(|d| d.last_checked_at.as_ref()),
+        now,
+    );
+    let drift_due = facts.drift_every.is_some_and(|every| since_check >= every);
+    let drift_wait = facts
+        .drift_every
+        .map(|every| every.saturating_sub(since_check));
+    if drift_due && (!plan.pending || facts.mode == Mode::DriftOnly) {
+        return Next::Run {
+            operation: Operation::Drift,
+            plan_id: None,
+        };
+    }
     if !plan.pending {
         let since = age(plan.created_at.as_ref(), now);
         let message = match &status.last_applied_revision {
@@ -61,11 +80,11 @@ pub fn decide(
             }
             _ => format!("No changes to apply for revision {}", artifact.revision),
         };
+        let replan = facts.interval.saturating_sub(since);
         return Next::InSync {
             message,
-            requeue: facts
-                .interval
-                .saturating_sub(since)
+            requeue: drift_wait
+                .map_or(replan, |d| d.min(replan))
                 .max(Duration::from_secs(1)),
         };
     }
@@ -75,7 +94,9 @@ pub fn decide(
                 "Drift-only: plan {} ({changes}) is reported, never applied",
                 short(&plan.id)
             ),
-            requeue: facts.interval,
+            requeue: drift_wait
+                .map_or(facts.interval, |d| d.min(facts.interval))
+                .max(Duration::from_secs(1)),
         };
     }
     if facts.approve.is_auto() {
@@ -169,6 +190,7 @@ mod tests {
             mode: Mode::Reconcile,
             interval: Duration::from_secs(600),
             inputs: "in",
+            drift_every: None,
         }
     }
 
@@ -276,6 +298,39 @@ mod tests {
                 plan_id: None
             }
         );
+    }
+
+    #[test]
+    fn drift_checks_when_due_and_only_when_nothing_waits_to_be_applied() {
+        let mut s = pending("3f9a2c1d0e4b5a6c");
+        let auto = ApprovePlan("auto".into());
+        let f = Facts {
+            drift_every: Some(Duration::from_secs(60)),
+            ..facts(&auto)
+        };
+        // A pending plan in Reconcile mode is applied first.
+        assert_eq!(
+            decide(&s, &artifact(), &f, at(200)),
+            Next::Run {
+                operation: Operation::Apply,
+                plan_id: Some("3f9a2c1d0e4b5a6c".into())
+            }
+        );
+        s.plan.as_mut().unwrap().pending = false;
+        let drift = Next::Run {
+            operation: Operation::Drift,
+            plan_id: None,
+        };
+        assert_eq!(decide(&s, &artifact(), &f, at(200)), drift);
+        s.drift = Some(crate::api::DriftStatus {
+            last_checked_at: Some(Time(at(190))),
+            ..Default::default()
+        });
+        match decide(&s, &artifact(), &f, at(200)) {
+            Next::InSync { requeue, .. } => assert_eq!(requeue, Duration::from_secs(50)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(decide(&s, &artifact(), &f, at(250)), drift);
     }
 
     #[test]

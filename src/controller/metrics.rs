@@ -31,6 +31,22 @@ pub struct RunLabels {
     pub result: &'static str,
 }
 
+/// One object. Bounded by the number of objects, for per-object drift alerts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectNameLabels {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftCheckLabels {
+    pub kind: &'static str,
+    pub namespace: String,
+    /// in_sync or drifted.
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
@@ -42,6 +58,9 @@ pub struct Metrics {
     pub failures: Family<FailureLabels, Counter>,
     pub duration: Family<KindLabels, Histogram>,
     pub runs: Family<RunLabels, Counter>,
+    pub drifted_resources: Family<ObjectNameLabels, Gauge>,
+    pub drift_checks: Family<DriftCheckLabels, Counter>,
+    pub drift_last_check: Family<ObjectNameLabels, Gauge>,
     pub leader: Gauge,
 }
 
@@ -55,6 +74,24 @@ impl Default for Metrics {
         });
         let leader = Gauge::default();
         let runs = Family::<RunLabels, Counter>::default();
+        let drifted_resources = Family::<ObjectNameLabels, Gauge>::default();
+        let drift_checks = Family::<DriftCheckLabels, Counter>::default();
+        let drift_last_check = Family::<ObjectNameLabels, Gauge>::default();
+        registry.register(
+            "drifted_resources",
+            "Resources found changed outside OpenTofu at the last drift check, per object",
+            drifted_resources.clone(),
+        );
+        registry.register(
+            "drift_checks",
+            "Drift checks, by kind, namespace and result",
+            drift_checks.clone(),
+        );
+        registry.register(
+            "drift_last_check_timestamp_seconds",
+            "When the last drift check of an object finished (Unix time)",
+            drift_last_check.clone(),
+        );
         registry.register(
             "reconciliations",
             "Reconciliations, by kind and namespace",
@@ -86,12 +123,44 @@ impl Default for Metrics {
             failures,
             duration,
             runs,
+            drifted_resources,
+            drift_checks,
+            drift_last_check,
             leader,
         }
     }
 }
 
 impl Metrics {
+    pub fn record_drift(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        drifted_resources: u32,
+        drifted: bool,
+    ) {
+        let object = ObjectNameLabels {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        self.drifted_resources
+            .get_or_create(&object)
+            .set(i64::from(drifted_resources));
+        self.drift_last_check
+            .get_or_create(&object)
+            .set(jiff::Timestamp::now().as_second());
+        let result = if drifted { "drifted" } else { "in_sync" };
+        self.drift_checks
+            .get_or_create(&DriftCheckLabels {
+                kind,
+                namespace: namespace.into(),
+                result,
+            })
+            .inc();
+    }
+
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;

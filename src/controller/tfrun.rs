@@ -29,6 +29,7 @@ fn op_name(op: Operation) -> &'static str {
         Operation::Plan => "plan",
         Operation::Apply => "apply",
         Operation::Destroy => "destroy",
+        Operation::Drift => "drift",
     }
 }
 
@@ -47,11 +48,22 @@ pub async fn advance(
     if let Some(outcome) = collect(tf, status, &inputs, ctx).await {
         return (outcome, None);
     }
+    let common = &tf.spec.common;
+    let drift_every = match (&common.drift, common.mode) {
+        (Some(d), _) => Some(
+            d.interval
+                .as_ref()
+                .map_or(timing.interval, |i| i.or(timing.interval)),
+        ),
+        (None, crate::api::Mode::DriftOnly) => Some(timing.interval),
+        (None, _) => None,
+    };
     let facts = Facts {
-        approve: &tf.spec.common.approve_plan,
-        mode: tf.spec.common.mode,
+        approve: &common.approve_plan,
+        mode: common.mode,
         interval: timing.interval,
         inputs: &inputs,
+        drift_every,
     };
     let next = lifecycle::decide(status, artifact, &facts, jiff::Timestamp::now());
     // Dependencies gate new runs only; a run in flight is always collected above.
@@ -108,6 +120,10 @@ pub async fn advance(
                     ),
                 ),
                 Operation::Destroy => ("Destroying", "Destroying".to_string()),
+                Operation::Drift => (
+                    "CheckingDrift",
+                    format!("Checking revision {} for drift", run_artifact.revision),
+                ),
             };
             let outcome = Outcome::Progressing {
                 reason,
@@ -230,6 +246,7 @@ async fn collect(
                 reason: match run.operation.as_str() {
                     "apply" => "Applying",
                     "destroy" => "Destroying",
+                    "drift" => "CheckingDrift",
                     _ => "Planning",
                 },
                 message: format!("Running {} (run {})", run.operation, run.name),
@@ -390,6 +407,10 @@ async fn collect(
             }
             status.outputs = result.outputs;
         }
+        "drift" => {
+            let report = result.drift.unwrap_or_default();
+            record_drift(tf, status, report, ctx).await;
+        }
         "destroy" => {
             status.last_applied_revision = None;
             status.last_applied_digest = None;
@@ -402,11 +423,95 @@ async fn collect(
     None
 }
 
+/// Takes a drift report into status: the report, the Drifted condition, an event when drift
+/// appears, changes or clears (not per check), the metrics, and with `drift.remediate` in
+/// Reconcile mode a fresh plan under the approval policy.
+async fn record_drift(
+    tf: &Terraform,
+    status: &mut ObjectStatus,
+    report: crate::runner::spec::DriftReport,
+    ctx: &Context,
+) {
+    use crate::api::{DriftState, DriftStatus};
+    let previous = status
+        .drift
+        .as_ref()
+        .map(|d| d.resources.clone())
+        .unwrap_or_default();
+    let drifted = report.total > 0;
+    let listing = report
+        .resources
+        .iter()
+        .map(|r| {
+            if r.paths.is_empty() {
+                format!("{} ({})", r.address, r.action)
+            } else {
+                format!("{} ({}: {})", r.address, r.action, r.paths.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let message = if drifted {
+        format!(
+            "{} resource(s) changed outside OpenTofu: {listing}",
+            report.total
+        )
+    } else {
+        "No drift: the infrastructure matches the state".to_string()
+    };
+    let (st, reason) = if drifted {
+        (ConditionStatus::True, "DriftDetected")
+    } else {
+        (ConditionStatus::False, "NoDrift")
+    };
+    mark(status, ConditionType::Drifted, st, reason, &message);
+    let event = if drifted && previous != report.resources {
+        Some(super::outcome::EventSpec {
+            warning: true,
+            reason: "DriftDetected".into(),
+            note: message.clone(),
+        })
+    } else if !drifted && !previous.is_empty() {
+        Some(super::outcome::EventSpec {
+            warning: false,
+            reason: "DriftResolved".into(),
+            note: message.clone(),
+        })
+    } else {
+        None
+    };
+    if let Some(event) = event {
+        super::reconcile::publish(ctx, tf, &event).await;
+    }
+    let ns = tf.namespace().unwrap_or_default();
+    ctx.metrics
+        .record_drift("Terraform", &ns, &tf.name_any(), report.total, drifted);
+    status.drift = Some(DriftStatus {
+        state: if drifted {
+            DriftState::Drifted
+        } else {
+            DriftState::InSync
+        },
+        last_checked_at: Some(Time(jiff::Timestamp::now())),
+        total: report.total,
+        resources: report.resources,
+    });
+    let common = &tf.spec.common;
+    if drifted
+        && common.mode == crate::api::Mode::Reconcile
+        && common.drift.as_ref().is_some_and(|d| d.remediate)
+    {
+        // A fresh plan corrects the drift; it is applied under the approval policy.
+        status.plan = None;
+    }
+}
+
 /// Counts a finished run.
 fn count_run(ctx: &Context, ns: &str, operation: &str, result: &'static str) {
     let operation = match operation {
         "apply" => "apply",
         "destroy" => "destroy",
+        "drift" => "drift",
         _ => "plan",
     };
     let labels = super::metrics::RunLabels {

@@ -11,8 +11,8 @@ use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use serde_json::{Map, Value};
 
 use super::identity::{self, PlanInputs};
-use super::opentofu::{EngineError, Tofu};
-use super::spec::{Backend, Operation, RunResult, RunSpec};
+use super::opentofu::{EngineError, PlanMode, Tofu};
+use super::spec::{Backend, DriftReport, Operation, RunResult, RunSpec};
 use super::{chunks, plan, workspace};
 use crate::api::{Engine, ValuesFromKind};
 use crate::source::archive::Limits;
@@ -202,7 +202,7 @@ async fn execute(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunR
                 backend: &backend,
                 destroy: false,
             });
-            tofu.plan(&ws.module, &plan_file, false).await?;
+            tofu.plan(&ws.module, &plan_file, PlanMode::Normal).await?;
             let shown = tofu.show(&ws.module, &plan_file).await?;
             let summary =
                 plan::summarize(&shown, false).map_err(|e| RunError::Input(e.to_string()))?;
@@ -223,8 +223,19 @@ async fn execute(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunR
             result.plan_id = Some(id);
             result.outputs = write_outputs(client, spec, &tofu, &ws.module).await?;
         }
+        Operation::Drift => {
+            tofu.plan(&ws.module, &plan_file, PlanMode::RefreshOnly)
+                .await?;
+            let shown = tofu.show(&ws.module, &plan_file).await?;
+            let drift =
+                plan::summarize(&shown, true).map_err(|e| RunError::Input(e.to_string()))?;
+            result.drift = Some(DriftReport {
+                total: u32::try_from(drift.total).unwrap_or(u32::MAX),
+                resources: drift.resources,
+            });
+        }
         Operation::Destroy => {
-            tofu.plan(&ws.module, &plan_file, true).await?;
+            tofu.plan(&ws.module, &plan_file, PlanMode::Destroy).await?;
             let shown = tofu.show(&ws.module, &plan_file).await?;
             let summary =
                 plan::summarize(&shown, false).map_err(|e| RunError::Input(e.to_string()))?;

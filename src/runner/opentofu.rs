@@ -83,6 +83,13 @@ fn lock_id(output: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix("ID:").map(|id| id.trim().to_string()))
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanMode {
+    Normal,
+    Destroy,
+    RefreshOnly,
+}
+
 pub struct Tofu {
     pub bin: PathBuf,
     /// Extra environment (CLI config, plugin cache, backend credentials).
@@ -167,8 +174,9 @@ impl Tofu {
         .map(|_| ())
     }
 
-    /// Plans into `out`; with `destroy`, a destroy plan.
-    pub async fn plan(&self, dir: &Path, out: &Path, destroy: bool) -> Result<(), EngineError> {
+    /// Plans into `out`: a normal plan, a destroy plan, or a refresh-only plan (what changed
+    /// outside OpenTofu, without proposing changes).
+    pub async fn plan(&self, dir: &Path, out: &Path, mode: PlanMode) -> Result<(), EngineError> {
         let out_arg = format!("-out={}", out.display());
         let mut args = vec![
             "plan",
@@ -177,8 +185,10 @@ impl Tofu {
             "-lock-timeout=30s",
             out_arg.as_str(),
         ];
-        if destroy {
-            args.push("-destroy");
+        match mode {
+            PlanMode::Normal => {}
+            PlanMode::Destroy => args.push("-destroy"),
+            PlanMode::RefreshOnly => args.push("-refresh-only"),
         }
         self.run(dir, "plan", &args).await.map(|_| ())
     }

@@ -17,6 +17,8 @@ pub enum Operation {
     Apply,
     /// Plan a destroy and apply it.
     Destroy,
+    /// A refresh-only plan: what changed outside OpenTofu. Never applies anything.
+    Drift,
 }
 
 /// The artifact to run, pinned by digest.
@@ -113,6 +115,14 @@ fn default_workspace() -> String {
     "default".into()
 }
 
+/// What a drift run found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    pub total: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceChange>,
+}
+
 /// How a run ended.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -134,6 +144,9 @@ pub struct RunResult {
     pub has_changes: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceChange>,
+    /// For drift runs: the resources changed outside OpenTofu (paths only, never values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftReport>,
     /// Names of the outputs written (never values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
