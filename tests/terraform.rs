@@ -756,3 +756,92 @@ async fn full_lifecycle_with_a_module_change_and_a_restart_that_runs_nothing_not
         ""
     );
 }
+
+#[tokio::test]
+async fn sensitive_values_appear_nowhere() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-secret").await;
+    let controller = Controller::start(&client, &ns, &[]).await;
+    let module = r#"
+variable "password" {
+  type      = string
+  sensitive = true
+}
+resource "terraform_data" "db" {
+  input = { user = "app", password = var.password }
+}
+output "connection" {
+  value     = "app:${var.password}@db"
+  sensitive = true
+}
+"#;
+    let repo = publish(&ns, "1", module);
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "db"}, "stringData": {"password": "S3cr3t-Sentinel-Value"}}),
+    )
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let api = create(&client, &ns, "db", json!({"interval": "10m", "approvePlan": "auto", "drift": {"interval": "2s"},
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+        "varsFrom": [{"kind": "Secret", "name": "db"}], "writeOutputsToSecret": {"name": "db-outputs"}})).await;
+    let s = wait_ready(&api, "db", "Applied").await;
+    eventually("a drift check", WAIT, || async {
+        api.get("db").await.ok()?.status?.drift.map(|_| ())
+    })
+    .await;
+
+    let sentinel = "S3cr3t-Sentinel-Value";
+    let status = serde_json::to_string(&api.get("db").await.unwrap().status).unwrap();
+    assert!(!status.contains(sentinel), "status leaks: {status}");
+    assert!(
+        s.plan
+            .unwrap()
+            .resources
+            .iter()
+            .any(|r| r.address == "terraform_data.db")
+    );
+    let events = serde_json::to_string(
+        &Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+            .list(&Default::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(!events.contains(sentinel), "events leak");
+    assert!(
+        !controller.logs().contains(sentinel),
+        "controller logs leak"
+    );
+    let metrics = controller.get("/metrics").await.unwrap().1;
+    assert!(!metrics.contains(sentinel));
+    // Run results hold no values either; only the outputs Secret, which the user asked for, does.
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().labels("landform.dev/owner=db"))
+        .await
+        .unwrap();
+    for s in secrets.items {
+        let name = s.metadata.name.clone().unwrap();
+        if name.ends_with("-result") {
+            let data = serde_json::to_string(&s.data).unwrap();
+            let decoded = String::from_utf8(s.data.unwrap()["result.json"].0.clone()).unwrap();
+            assert!(
+                !decoded.contains(sentinel) && !data.contains(sentinel),
+                "{name} leaks"
+            );
+        }
+    }
+    let outputs = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("db-outputs")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<String>(&outputs["connection"].0).unwrap(),
+        format!("app:{sentinel}@db")
+    );
+}
