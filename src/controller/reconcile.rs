@@ -158,7 +158,7 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
             retryable: e.retryable(),
         },
         Ok(_) if obj.common().suspend => Outcome::Suspended,
-        Ok(timing) => match source::resolve(obj.common(), namespace, ctx).await {
+        Ok(timing) => match resolve_unless_running(&work, obj.common(), namespace, ctx).await {
             Ok(Resolution::Waiting { reason, message }) => Outcome::Progressing {
                 reason,
                 message,
@@ -241,6 +241,21 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     })
+}
+
+/// While a run is in flight the object is looked at every few seconds; the source it runs is
+/// already pinned, so it is not resolved again until the run is collected.
+async fn resolve_unless_running(
+    work: &crate::api::ObjectStatus,
+    spec: &crate::api::CommonSpec,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<Resolution, source::SourceError> {
+    let running = work.run.as_ref().is_some_and(|r| r.phase == "Running");
+    match (&work.artifact, running) {
+        (Some(artifact), true) => Ok(Resolution::Resolved(artifact.clone())),
+        _ => source::resolve(spec, namespace, ctx).await,
+    }
 }
 
 pub(super) async fn write_status<K: Managed>(
