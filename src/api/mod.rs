@@ -24,7 +24,7 @@ pub use conditions::{
 pub use duration::Duration;
 pub use status::{
     ArtifactStatus, DriftState, DriftStatus, LockStatus, ObjectStatus, PlanStatus, PlanSummary,
-    ResourceChange, RunStatus,
+    ResourceChange, RunStatus, StackEvent,
 };
 pub use terraform::{BackendSpec, Engine, Terraform, TerraformSpec, Variable};
 
@@ -57,19 +57,12 @@ pub trait Managed:
     const KIND: &'static str;
     fn common(&self) -> &CommonSpec;
     fn object_status(&self) -> Option<&ObjectStatus>;
-    /// The object as a `Terraform`, for the steps only that kind has.
-    fn as_terraform(&self) -> Option<&Terraform> {
-        None
-    }
 }
 
 impl Managed for Terraform {
     const KIND: &'static str = "Terraform";
     fn common(&self) -> &CommonSpec {
         &self.spec.common
-    }
-    fn as_terraform(&self) -> Option<&Terraform> {
-        Some(self)
     }
     fn object_status(&self) -> Option<&ObjectStatus> {
         self.status.as_ref()

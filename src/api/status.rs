@@ -51,6 +51,10 @@ pub struct ObjectStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<LockStatus>,
 
+    /// The stack events of the last CloudFormation operation (bounded, oldest first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack_events: Vec<StackEvent>,
+
     /// Names of the outputs written to `writeOutputsToSecret` (never their values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
@@ -117,6 +121,22 @@ pub struct PlanSummary {
     pub change: u32,
     #[schemars(extend("format" = "int32"))]
     pub destroy: u32,
+}
+
+/// One CloudFormation stack event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StackEvent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// Logical ID of the resource (the stack name for the stack itself).
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    pub resource_type: Option<String>,
+    /// e.g. CREATE_COMPLETE, UPDATE_FAILED.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One changed resource.

@@ -1,14 +1,15 @@
 //! `landform plan` and `landform approve`: the pending plan of an object, readably, and its
 //! approval, without hand-editing YAML.
 
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 
-use crate::api::{PlanStatus, Terraform};
+use crate::api::{CloudFormationStack, ObjectStatus, PlanStatus, Terraform};
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ObjectArgs {
-    /// The object, `tf/NAME` (or `terraform/NAME`).
+    /// The object: `tf/NAME` (or `terraform/NAME`) or `cfnstack/NAME` (or
+    /// `cloudformationstack/NAME`).
     pub object: String,
     /// Its namespace (default: the kubeconfig context's).
     #[arg(long, short)]
@@ -44,22 +45,81 @@ impl CliError {
     }
 }
 
-fn name_of(object: &str) -> Result<&str, CliError> {
-    match object.split_once('/') {
-        Some(("tf" | "terraform" | "terraforms", name)) if !name.is_empty() => Ok(name),
-        _ => Err(CliError::Usage(format!(
-            "{object:?}: name a Terraform object as tf/NAME"
-        ))),
+/// An object of either kind, named on the command line.
+struct Object {
+    /// How it is named in messages: `tf/NAME`, `cfnstack/NAME`.
+    label: String,
+    name: String,
+    ns: String,
+    /// The engine, for "changed outside …".
+    engine: &'static str,
+    client: Client,
+    stack: bool,
+}
+
+impl Object {
+    async fn find(args: &ObjectArgs) -> Result<Self, CliError> {
+        let (stack, name) = parse(&args.object)?;
+        let client = Client::try_default().await?;
+        let ns = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        Ok(Self {
+            label: format!("{}/{name}", if stack { "cfnstack" } else { "tf" }),
+            name: name.to_string(),
+            ns,
+            engine: if stack { "CloudFormation" } else { "OpenTofu" },
+            client,
+            stack,
+        })
+    }
+
+    async fn status(&self) -> Result<Option<ObjectStatus>, CliError> {
+        Ok(if self.stack {
+            Api::<CloudFormationStack>::namespaced(self.client.clone(), &self.ns)
+                .get(&self.name)
+                .await?
+                .status
+        } else {
+            Api::<Terraform>::namespaced(self.client.clone(), &self.ns)
+                .get(&self.name)
+                .await?
+                .status
+        })
+    }
+
+    async fn patch(&self, patch: &serde_json::Value) -> Result<(), CliError> {
+        let params = PatchParams::default();
+        if self.stack {
+            Api::<CloudFormationStack>::namespaced(self.client.clone(), &self.ns)
+                .patch(&self.name, &params, &Patch::Merge(patch))
+                .await?;
+        } else {
+            Api::<Terraform>::namespaced(self.client.clone(), &self.ns)
+                .patch(&self.name, &params, &Patch::Merge(patch))
+                .await?;
+        }
+        Ok(())
     }
 }
 
-async fn api(args: &ObjectArgs) -> Result<(Api<Terraform>, String), CliError> {
-    let client = Client::try_default().await?;
-    let ns = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| client.default_namespace().to_string());
-    Ok((Api::namespaced(client, &ns), ns))
+/// `KIND/NAME`: whether it names a stack, and the name.
+fn parse(object: &str) -> Result<(bool, &str), CliError> {
+    let stack = match object.split_once('/') {
+        Some(("tf" | "terraform" | "terraforms", name)) if !name.is_empty() => (false, name),
+        Some(("cfnstack" | "cloudformationstack" | "cloudformationstacks", name))
+            if !name.is_empty() =>
+        {
+            (true, name)
+        }
+        _ => {
+            return Err(CliError::Usage(format!(
+                "{object:?}: name the object as tf/NAME or cfnstack/NAME"
+            )));
+        }
+    };
+    Ok(stack)
 }
 
 /// The plan, as a person reads it.
@@ -98,18 +158,16 @@ pub fn render(object: &str, plan: &PlanStatus) -> String {
 }
 
 pub async fn show(args: ObjectArgs) -> Result<String, CliError> {
-    let name = name_of(&args.object)?.to_string();
-    let (api, ns) = api(&args).await?;
-    let tf = api.get(&name).await?;
-    let plan = tf
-        .status
-        .and_then(|s| s.plan)
-        .ok_or_else(|| CliError::Refused(format!("tf/{name} in {ns} has no plan yet")))?;
-    Ok(render(&format!("tf/{name}"), &plan))
+    let obj = Object::find(&args).await?;
+    let plan =
+        obj.status().await?.and_then(|s| s.plan).ok_or_else(|| {
+            CliError::Refused(format!("{} in {} has no plan yet", obj.label, obj.ns))
+        })?;
+    Ok(render(&obj.label, &plan))
 }
 
 /// The drift report, as a person reads it.
-pub fn render_drift(object: &str, drift: &crate::api::DriftStatus) -> String {
+pub fn render_drift(object: &str, engine: &str, drift: &crate::api::DriftStatus) -> String {
     let checked = drift
         .last_checked_at
         .as_ref()
@@ -129,57 +187,50 @@ pub fn render_drift(object: &str, drift: &crate::api::DriftStatus) -> String {
         out.push_str(&format!("  … and {} more\n", drift.total - listed));
     }
     out.push_str(&format!(
-        "{} resource(s) changed outside OpenTofu.",
+        "{} resource(s) changed outside {engine}.",
         drift.total
     ));
     out
 }
 
 pub async fn drift(args: ObjectArgs) -> Result<String, CliError> {
-    let name = name_of(&args.object)?.to_string();
-    let (api, ns) = api(&args).await?;
-    let tf = api.get(&name).await?;
-    let drift = tf.status.and_then(|s| s.drift).ok_or_else(|| {
+    let obj = Object::find(&args).await?;
+    let drift = obj.status().await?.and_then(|s| s.drift).ok_or_else(|| {
         CliError::Refused(format!(
-            "tf/{name} in {ns} has not been checked for drift (set spec.drift or mode: DriftOnly)"
+            "{} in {} has not been checked for drift (set spec.drift or mode: DriftOnly)",
+            obj.label, obj.ns
         ))
     })?;
-    Ok(render_drift(&format!("tf/{name}"), &drift))
+    Ok(render_drift(&obj.label, obj.engine, &drift))
 }
 
 pub async fn approve(args: ApproveArgs) -> Result<String, CliError> {
-    let name = name_of(&args.object.object)?.to_string();
-    let (api, ns) = api(&args.object).await?;
-    let tf = api.get(&name).await?;
-    let plan = tf
-        .status
-        .as_ref()
-        .and_then(|s| s.plan.clone())
+    let obj = Object::find(&args.object).await?;
+    let plan = obj
+        .status()
+        .await?
+        .and_then(|s| s.plan)
         .filter(|p| p.pending)
         .ok_or_else(|| {
             CliError::Refused(format!(
-                "tf/{name} in {ns} has no plan waiting for approval"
+                "{} in {} has no plan waiting for approval",
+                obj.label, obj.ns
             ))
         })?;
     if let Some(wanted) = &args.plan
         && !plan.id.starts_with(wanted.as_str())
     {
         return Err(CliError::Refused(format!(
-            "plan {wanted} is not the current plan of tf/{name} ({}); it is stale and cannot be approved",
-            plan.id
+            "plan {wanted} is not the current plan of {} ({}); it is stale and cannot be approved",
+            obj.label, plan.id
         )));
     }
-    let patch = serde_json::json!({"spec": {"approvePlan": plan.id}});
-    api.patch(
-        &tf.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    obj.patch(&serde_json::json!({"spec": {"approvePlan": plan.id}}))
+        .await?;
     let s = &plan.summary;
     Ok(format!(
-        "approved plan {} (+{} ~{} -{}) of tf/{name}",
-        plan.id, s.add, s.change, s.destroy
+        "approved plan {} (+{} ~{} -{}) of {}",
+        plan.id, s.add, s.change, s.destroy, obj.label
     ))
 }
 
@@ -235,15 +286,16 @@ mod tests {
             }],
         };
         assert_eq!(
-            render_drift("tf/x", &d),
+            render_drift("tf/x", "OpenTofu", &d),
             "tf/x: Drifted (checked never)\n  local_file.f (update: content)\n  … and 1 more\n2 resource(s) changed outside OpenTofu."
         );
     }
 
     #[test]
     fn names_objects_as_kind_slash_name() {
-        assert_eq!(name_of("tf/vpc").unwrap(), "vpc");
-        assert_eq!(name_of("terraform/vpc").unwrap(), "vpc");
-        assert!(name_of("vpc").is_err() && name_of("cfnstack/x").is_err());
+        assert_eq!(parse("tf/vpc").unwrap(), (false, "vpc"));
+        assert_eq!(parse("terraform/vpc").unwrap(), (false, "vpc"));
+        assert_eq!(parse("cfnstack/net").unwrap(), (true, "net"));
+        assert!(parse("vpc").is_err() && parse("pod/x").is_err() && parse("tf/").is_err());
     }
 }

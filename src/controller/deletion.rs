@@ -6,10 +6,11 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 
 use super::context::Context;
+use super::flow;
 use super::outcome::{self, Outcome};
 use super::reconcile::{Error, publish, retry_policy, write_status};
 use super::runs::RunState;
-use super::tfrun;
+use super::work::Runnable;
 use crate::api::{Managed, Mode};
 use crate::runner::execute::LABEL_OWNER;
 
@@ -31,16 +32,13 @@ pub enum Release {
 }
 
 /// Work that must happen before the finalizer goes.
-pub async fn before_release<K: Managed>(
+pub async fn before_release<K: Runnable>(
     obj: &K,
     ctx: &Context,
     ns: &str,
 ) -> Result<Release, Error> {
     let never = Release::Now { destroyed: false };
-    let Some(tf) = obj.as_terraform() else {
-        return Ok(never);
-    };
-    let common = &tf.spec.common;
+    let common = obj.common();
     // A run in flight finishes first, whatever happens next: releasing the object under it
     // would leave its state lock and its results behind.
     let running = obj
@@ -65,7 +63,7 @@ pub async fn before_release<K: Managed>(
         return Ok(Release::Later(Action::requeue(wait)));
     }
     let mut work = status.cloned().unwrap_or_default();
-    let (result, launch) = tfrun::teardown(tf, &mut work, ctx).await;
+    let (result, launch) = flow::teardown(obj, &mut work, ctx).await;
     let Some(result) = result else {
         let destroyed = work
             .run
@@ -95,7 +93,7 @@ pub async fn before_release<K: Managed>(
         }
         return Err(e);
     }
-    // Only once the run is recorded in status is it started (see tfrun::advance).
+    // Only once the run is recorded in status is it started (see flow::advance).
     ctx.runs
         .launch(launch, super::runs::PodInputs::of(common))
         .await;

@@ -11,7 +11,7 @@ pub struct Facts<'a> {
     pub approve: &'a ApprovePlan,
     pub mode: Mode,
     pub interval: Duration,
-    /// Hash of the plan-shaping spec fields (see [`inputs_hash`]).
+    /// Hash of the plan-shaping spec fields (see [`super::work::inputs_hash`]).
     pub inputs: &'a str,
     /// How often to check for drift (`spec.drift`, or always in DriftOnly mode).
     pub drift_every: Option<Duration>,
@@ -138,14 +138,6 @@ fn age(
 
 /// A stable hash of the spec fields that shape a plan. Approval, scheduling and suspension are
 /// left out: changing them must not make a new plan.
-pub fn inputs_hash(spec: &crate::api::TerraformSpec) -> String {
-    let shaping = serde_json::json!({
-        "path": spec.path, "workspace": spec.workspace, "engine": spec.engine,
-        "vars": spec.vars, "varsFrom": spec.vars_from, "backend": spec.backend,
-    });
-    crate::source::digest::sha256(shaping.to_string().as_bytes()).hex[..16].to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ mod context;
 mod deletion;
 mod depends;
 mod events;
+mod flow;
 mod http;
 mod leader;
 mod lifecycle;
@@ -17,7 +18,7 @@ mod reconcile;
 mod runs;
 mod source;
 mod steps;
-mod tfrun;
+mod work;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -193,7 +194,7 @@ async fn flux_kinds_served(client: &Client) -> Vec<SourceKind> {
     served
 }
 
-async fn run_kind<K: Managed>(
+async fn run_kind<K: work::Runnable>(
     ctx: Arc<Context>,
     namespace: Option<String>,
     concurrency: u16,

@@ -181,8 +181,8 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Engine, RunnerPodSpec};
-    use crate::runner::spec::{ArtifactRef, Backend, Operation, Owner};
+    use crate::api::RunnerPodSpec;
+    use crate::runner::spec::{ArtifactRef, Backend, ModuleRun, Operation, Owner, Work};
 
     fn spec() -> RunSpec {
         RunSpec {
@@ -195,7 +195,6 @@ mod tests {
                 uid: "u-1".into(),
             },
             operation: Operation::Plan,
-            engine: Engine::OpenTofu,
             artifact: ArtifactRef {
                 url: "oci://r/x".into(),
                 digest: "sha256:aa".into(),
@@ -204,14 +203,16 @@ mod tests {
                 layer_media_type: None,
                 secret_ref: None,
             },
-            path: String::new(),
-            workspace: "default".into(),
-            vars: vec![],
-            vars_from: vec![],
-            backend: Backend::Kubernetes {
-                namespace: "team-a".into(),
-                secret_suffix: "vpc".into(),
-            },
+            work: Work::OpenTofu(ModuleRun {
+                path: String::new(),
+                workspace: "default".into(),
+                vars: vec![],
+                vars_from: vec![],
+                backend: Backend::Kubernetes {
+                    namespace: "team-a".into(),
+                    secret_suffix: "vpc".into(),
+                },
+            }),
             plan_id: None,
             outputs_secret: None,
         }

@@ -13,8 +13,9 @@ use super::context::Context;
 use super::metrics::{FailureLabels, KindLabels, ObjectLabels};
 use super::outcome::{self, Outcome, RetryPolicy, Settled};
 use super::source::{self, Resolution};
+use super::work::Runnable;
 use super::{backoff, steps};
-use super::{deletion, tfrun};
+use super::{deletion, flow};
 use crate::api::{FINALIZER, Managed};
 
 /// The field manager of everything the controller writes.
@@ -50,7 +51,7 @@ impl Error {
     }
 }
 
-pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile<K: Runnable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
     ctx.metrics
@@ -121,7 +122,7 @@ pub(super) fn retry_policy<K: Managed>(obj: &K, timing: Option<&steps::Timing>) 
     }
 }
 
-async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Result<Action, Error> {
+async fn apply<K: Runnable>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Result<Action, Error> {
     let name = obj.name_any();
     let generation = obj.meta().generation;
     let status = obj.object_status();
@@ -181,23 +182,9 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
                     publish(ctx, &*obj, &event).await;
                 }
                 work.artifact = Some(found.clone());
-                match obj.as_terraform() {
-                    Some(tf) => {
-                        let (outcome, run) =
-                            tfrun::advance(tf, &mut work, &found, &timing, ctx).await;
-                        launch = run;
-                        outcome
-                    }
-                    None => Outcome::Progressing {
-                        reason: "ArtifactResolved",
-                        message: format!(
-                            "Resolved revision {} of {}",
-                            found.revision,
-                            steps::describe_source(obj.common(), namespace)
-                        ),
-                        requeue: timing.interval,
-                    },
-                }
+                let (outcome, run) = flow::advance(&*obj, &mut work, &found, &timing, ctx).await;
+                launch = run;
+                outcome
             }
             Err(e) => Outcome::Failed {
                 reason: e.reason(),
@@ -233,7 +220,7 @@ async fn apply<K: Managed>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resul
         }
         return Err(e);
     }
-    // Only once the run is recorded in status is it started (see tfrun::advance).
+    // Only once the run is recorded in status is it started (see flow::advance).
     ctx.runs
         .launch(launch, super::runs::PodInputs::of(obj.common()))
         .await;

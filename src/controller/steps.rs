@@ -100,20 +100,6 @@ pub fn validate(
     })
 }
 
-/// Describes the source for a status message.
-pub fn describe_source(spec: &CommonSpec, namespace: &str) -> String {
-    match (&spec.source_ref, &spec.source) {
-        (Some(r), _) => format!(
-            "{:?} {}/{}",
-            r.kind,
-            r.namespace.as_deref().unwrap_or(namespace),
-            r.name
-        ),
-        (None, Some(s)) => s.oci.url.clone(),
-        (None, None) => "no source".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,14 +7,14 @@ use std::path::PathBuf;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use serde_json::{Map, Value};
 
-use super::identity::{self, PlanInputs};
-use super::opentofu::{EngineError, PlanMode, Tofu};
-use super::spec::{Backend, DriftReport, Operation, RunResult, RunSpec};
-use super::{chunks, plan, workspace};
-use crate::api::{Engine, ValuesFromKind};
+use super::cloudformation::CloudError;
+use super::opentofu::EngineError;
+use super::spec::{RunResult, RunSpec, Work};
+use super::workspace;
+use crate::api::{OutputsSecret, ValuesFrom, ValuesFromKind};
 use crate::source::archive::Limits;
 use crate::source::cache::Cache;
 use crate::source::credentials;
@@ -51,6 +51,15 @@ pub const REASONS: &[&str] = &[
     "RunnerFailed",
 ];
 
+/// [`REASONS`] and the CloudFormation engine's own.
+pub fn known_reason(reason: &str) -> Option<&'static str> {
+    REASONS
+        .iter()
+        .chain(super::cloudformation::REASONS)
+        .find(|r| **r == reason)
+        .copied()
+}
+
 /// Runner settings from its command line.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -72,6 +81,8 @@ pub enum RunError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
     #[error(
         "{kind:?} {namespace}/{name} named in {field} does not exist (mark it optional: true if that is expected)"
     )]
@@ -104,6 +115,7 @@ impl RunError {
         match self {
             Self::Fetch(e) => e.reason(),
             Self::Engine(e) => e.reason(),
+            Self::Cloud(e) => e.reason(),
             Self::ValuesSourceNotFound { .. } => "VarsSourceNotFound",
             Self::Input(_) => "InvalidInput",
             Self::PlanNotFound { .. } => "PlanNotFound",
@@ -112,12 +124,12 @@ impl RunError {
     }
 }
 
-fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> RunError {
+pub(super) fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> RunError {
     let what = what.into();
     move |source| RunError::Kube { what, source }
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+pub(super) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
     let what = what.into();
     move |source| RunError::Io { what, source }
 }
@@ -138,7 +150,23 @@ pub async fn run(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunR
 }
 
 async fn execute(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunResult, RunError> {
-    let vars = resolve_vars(client, spec).await?;
+    match &spec.work {
+        Work::OpenTofu(module) => super::module::run(client, spec, module, &opts.tofu, opts).await,
+        Work::Terraform(module) => {
+            super::module::run(client, spec, module, &opts.terraform, opts).await
+        }
+        Work::CloudFormation(stack) => super::cloudformation::run(client, spec, stack, opts).await,
+    }
+}
+
+/// Fetches the verified artifact (through the cache) into a fresh workspace, with `path` as
+/// its working directory.
+pub(super) async fn workspace(
+    client: &Client,
+    spec: &RunSpec,
+    path: &str,
+    opts: &Options,
+) -> Result<workspace::Workspace, RunError> {
     let creds = match &spec.artifact.secret_ref {
         Some(name) => {
             let data = secret_key(client, &spec.namespace, name, ".dockerconfigjson").await?;
@@ -148,106 +176,16 @@ async fn execute(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunR
         }
         None => None,
     };
-    let raw_backend = match &spec.backend {
-        Backend::FromSecret { name, key } => {
-            let bytes = secret_key(client, &spec.namespace, name, key).await?;
-            Some(String::from_utf8(bytes).map_err(|_| {
-                RunError::Input(format!("Secret {name} key {key} is not UTF-8 text"))
-            })?)
-        }
-        _ => None,
-    };
-    let backend = workspace::backend_hcl(
-        &spec.backend,
-        raw_backend.as_deref(),
-        opts.in_cluster,
-        opts.kubeconfig.as_deref(),
-    );
-
     let cache = Cache::new(&opts.cache_dir);
-    let ws = workspace::prepare(&spec.artifact, creds, &spec.path, &cache, &opts.limits).await?;
-    workspace::write_inputs(&ws, &backend, &vars)
-        .map_err(io_err("writing the workspace inputs"))?;
-
-    let mut env = vec![];
-    if let Some(dir) = &opts.plugin_cache_dir {
-        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        env.push(("TF_PLUGIN_CACHE_DIR".to_string(), dir.display().to_string()));
-    }
-    let tofu = Tofu {
-        bin: match spec.engine {
-            Engine::OpenTofu => opts.tofu.clone(),
-            Engine::Terraform => opts.terraform.clone(),
-        },
-        env,
-    };
-    let version = tofu.version(&ws.module).await?;
-    tofu.init(&ws.module).await?;
-    tofu.select_workspace(&ws.module, &spec.workspace).await?;
-    let plan_file = ws.scratch.join("tfplan");
-    let mut result = RunResult {
-        succeeded: true,
-        engine_version: Some(version.clone()),
-        ..Default::default()
-    };
-
-    match spec.operation {
-        Operation::Plan => {
-            let id = identity::plan_id(&PlanInputs {
-                artifact_digest: &spec.artifact.digest,
-                path: &spec.path,
-                workspace: &spec.workspace,
-                engine_version: &version,
-                vars: &vars,
-                backend: &backend,
-                destroy: false,
-            });
-            tofu.plan(&ws.module, &plan_file, PlanMode::Normal).await?;
-            let shown = tofu.show(&ws.module, &plan_file).await?;
-            let summary =
-                plan::summarize(&shown, false).map_err(|e| RunError::Input(e.to_string()))?;
-            result.has_changes = plan::has_changes(&shown);
-            let bytes = std::fs::read(&plan_file).map_err(io_err("reading the saved plan"))?;
-            store_plan(client, spec, &id, &bytes).await?;
-            result.plan_id = Some(id);
-            result.summary = Some(summary.counts);
-            result.resources = summary.resources;
-        }
-        Operation::Apply => {
-            let id = spec.plan_id.clone().ok_or_else(|| {
-                RunError::Input("an apply run needs the ID of the plan to apply".into())
-            })?;
-            let bytes = load_plan(client, spec, &id).await?;
-            std::fs::write(&plan_file, bytes).map_err(io_err("writing the saved plan"))?;
-            tofu.apply(&ws.module, &plan_file, "apply").await?;
-            result.plan_id = Some(id);
-            result.outputs = write_outputs(client, spec, &tofu, &ws.module).await?;
-        }
-        Operation::Drift => {
-            tofu.plan(&ws.module, &plan_file, PlanMode::RefreshOnly)
-                .await?;
-            let shown = tofu.show(&ws.module, &plan_file).await?;
-            let drift =
-                plan::summarize(&shown, true).map_err(|e| RunError::Input(e.to_string()))?;
-            result.drift = Some(DriftReport {
-                total: u32::try_from(drift.total).unwrap_or(u32::MAX),
-                resources: drift.resources,
-            });
-        }
-        Operation::Destroy => {
-            tofu.plan(&ws.module, &plan_file, PlanMode::Destroy).await?;
-            let shown = tofu.show(&ws.module, &plan_file).await?;
-            let summary =
-                plan::summarize(&shown, false).map_err(|e| RunError::Input(e.to_string()))?;
-            tofu.apply(&ws.module, &plan_file, "destroy").await?;
-            result.summary = Some(summary.counts);
-            result.resources = summary.resources;
-        }
-    }
-    Ok(result)
+    Ok(workspace::prepare(&spec.artifact, creds, path, &cache, &opts.limits).await?)
 }
 
-async fn secret_key(client: &Client, ns: &str, name: &str, key: &str) -> Result<Vec<u8>, RunError> {
+pub(super) async fn secret_key(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<Vec<u8>, RunError> {
     let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(name)
         .await
@@ -260,14 +198,16 @@ async fn secret_key(client: &Client, ns: &str, name: &str, key: &str) -> Result<
         .ok_or_else(|| RunError::Input(format!("Secret {ns}/{name} has no key {key:?}")))
 }
 
-/// `vars`, then each `varsFrom` source in order; later values win.
-async fn resolve_vars(client: &Client, spec: &RunSpec) -> Result<Map<String, Value>, RunError> {
-    let mut vars: Map<String, Value> = spec
-        .vars
-        .iter()
-        .map(|v| (v.name.clone(), v.value.clone()))
-        .collect();
-    for src in &spec.vars_from {
+/// `base`, then each source of `from` (the spec field `field`) in order; later values win.
+pub(super) async fn resolve_values(
+    client: &Client,
+    spec: &RunSpec,
+    base: Map<String, Value>,
+    from: &[ValuesFrom],
+    field: &'static str,
+) -> Result<Map<String, Value>, RunError> {
+    let mut vars = base;
+    for src in from {
         let ns = &spec.namespace;
         let data: Option<BTreeMap<String, Vec<u8>>> = match src.kind {
             ValuesFromKind::Secret => Api::<Secret>::namespaced(client.clone(), ns)
@@ -298,7 +238,7 @@ async fn resolve_vars(client: &Client, spec: &RunSpec) -> Result<Map<String, Val
                 continue;
             }
             return Err(RunError::ValuesSourceNotFound {
-                field: "spec.varsFrom",
+                field,
                 kind: src.kind,
                 namespace: ns.clone(),
                 name: src.name.clone(),
@@ -320,7 +260,7 @@ async fn resolve_vars(client: &Client, spec: &RunSpec) -> Result<Map<String, Val
     Ok(vars)
 }
 
-fn owned_secret(
+pub(super) fn owned_secret(
     spec: &RunSpec,
     name: String,
     labels: BTreeMap<String, String>,
@@ -340,7 +280,11 @@ fn owned_secret(
     }
 }
 
-async fn apply_secret(client: &Client, spec: &RunSpec, secret: &Secret) -> Result<(), RunError> {
+pub(super) async fn apply_secret(
+    client: &Client,
+    spec: &RunSpec,
+    secret: &Secret,
+) -> Result<(), RunError> {
     let name = secret.metadata.name.clone().unwrap_or_default();
     let mut secret = secret.clone();
     secret.metadata.managed_fields = None;
@@ -359,81 +303,17 @@ async fn apply_secret(client: &Client, spec: &RunSpec, secret: &Secret) -> Resul
         )))
 }
 
-fn plan_labels(spec: &RunSpec, id: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (LABEL_OWNER.to_string(), spec.owner.name.clone()),
-        (LABEL_PLAN.to_string(), id.to_string()),
-    ])
-}
-
-/// The saved plan, gzip-compressed, in Secrets of at most ~900 KiB each.
-async fn store_plan(
+/// Writes the outputs Secret (owned by the object) and returns the names written.
+pub(super) async fn write_outputs(
     client: &Client,
     spec: &RunSpec,
-    id: &str,
-    bytes: &[u8],
-) -> Result<(), RunError> {
-    let pieces = chunks::pack(bytes, chunks::CHUNK).map_err(io_err("compressing the plan"))?;
-    let count = pieces.len();
-    for (i, piece) in pieces.into_iter().enumerate() {
-        let mut labels = plan_labels(spec, id);
-        labels.insert(LABEL_PART.into(), format!("{i}-of-{count}"));
-        let data = BTreeMap::from([("plan.gz".to_string(), ByteString(piece))]);
-        let secret = owned_secret(
-            spec,
-            format!("{}-plan-{id}-{i}", spec.owner.name),
-            labels,
-            data,
-        );
-        apply_secret(client, spec, &secret).await?;
-    }
-    Ok(())
-}
-
-async fn load_plan(client: &Client, spec: &RunSpec, id: &str) -> Result<Vec<u8>, RunError> {
-    let selector = format!("{LABEL_OWNER}={},{LABEL_PLAN}={id}", spec.owner.name);
-    let list = Api::<Secret>::namespaced(client.clone(), &spec.namespace)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(kube_err("listing the plan Secrets"))?;
-    let mut parts: Vec<(usize, usize, Vec<u8>)> = list
-        .items
-        .into_iter()
-        .filter_map(|s| {
-            let part = s.metadata.labels.as_ref()?.get(LABEL_PART)?.clone();
-            let (i, n) = part.split_once("-of-")?;
-            let data = s.data?.remove("plan.gz")?.0;
-            Some((i.parse().ok()?, n.parse().ok()?, data))
-        })
-        .collect();
-    parts.sort_by_key(|p| p.0);
-    let complete = !parts.is_empty()
-        && parts
-            .iter()
-            .enumerate()
-            .all(|(i, p)| p.0 == i && p.1 == parts.len());
-    if !complete {
-        return Err(RunError::PlanNotFound { plan_id: id.into() });
-    }
-    let pieces: Vec<Vec<u8>> = parts.into_iter().map(|p| p.2).collect();
-    chunks::unpack(&pieces).map_err(io_err("decompressing the plan"))
-}
-
-async fn write_outputs(
-    client: &Client,
-    spec: &RunSpec,
-    tofu: &Tofu,
-    module: &std::path::Path,
+    target: &OutputsSecret,
+    outputs: Vec<(String, String)>,
 ) -> Result<Vec<String>, RunError> {
-    let Some(target) = &spec.outputs_secret else {
-        return Ok(vec![]);
-    };
-    let json = tofu.outputs(module).await?;
-    let selected = plan::outputs(&json, target.outputs.as_deref());
-    let names: Vec<String> = selected.iter().map(|o| o.0.clone()).collect();
-    let data = selected
+    let names = outputs.iter().map(|o| o.0.clone()).collect();
+    let data = outputs
         .into_iter()
-        .map(|(name, value, _)| (name, ByteString(value.to_string().into_bytes())))
+        .map(|(name, value)| (name, ByteString(value.into_bytes())))
         .collect();
     let labels = BTreeMap::from([(LABEL_OWNER.to_string(), spec.owner.name.clone())]);
     apply_secret(

@@ -2,8 +2,10 @@
 //! production; as a local process in `--runner=local` mode and in tests.
 
 pub mod chunks;
+pub mod cloudformation;
 pub mod execute;
 pub mod identity;
+pub mod module;
 pub mod opentofu;
 pub mod plan;
 pub mod spec;

@@ -5,7 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Engine, OutputsSecret, PlanSummary, ResourceChange, ValuesFrom, Variable};
+use std::collections::BTreeMap;
+
+use crate::api::{
+    Capability, OutputsSecret, PlanSummary, ResourceChange, StackEvent, StackParameter, ValuesFrom,
+    Variable,
+};
 
 /// The operation of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,7 +22,8 @@ pub enum Operation {
     Apply,
     /// Plan a destroy and apply it.
     Destroy,
-    /// A refresh-only plan: what changed outside OpenTofu. Never applies anything.
+    /// Compare the infrastructure with what was applied (OpenTofu: a refresh-only plan;
+    /// CloudFormation: drift detection and the deployed template). Never changes anything.
     Drift,
 }
 
@@ -92,8 +98,30 @@ pub struct RunSpec {
     pub namespace: String,
     pub owner: Owner,
     pub operation: Operation,
-    pub engine: Engine,
     pub artifact: ArtifactRef,
+    /// What the run works on, and with which engine.
+    #[serde(flatten)]
+    pub work: Work,
+    /// For `apply`: the plan to apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_secret: Option<OutputsSecret>,
+}
+
+/// The engine of a run and what it works on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "engine")]
+pub enum Work {
+    OpenTofu(ModuleRun),
+    Terraform(ModuleRun),
+    CloudFormation(StackRun),
+}
+
+/// An OpenTofu / Terraform module.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleRun {
     /// Module directory inside the artifact.
     #[serde(default)]
     pub path: String,
@@ -104,11 +132,40 @@ pub struct RunSpec {
     #[serde(default)]
     pub vars_from: Vec<ValuesFrom>,
     pub backend: Backend,
-    /// For `apply`: the plan to apply.
+}
+
+/// A CloudFormation stack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackRun {
+    pub stack_name: String,
+    pub template_path: String,
+    #[serde(default)]
+    pub parameters: Vec<StackParameter>,
+    #[serde(default)]
+    pub parameters_from: Vec<ValuesFrom>,
+    /// The user's tags; the runner adds Landform's ownership tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    #[serde(default, rename = "roleARN", skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan_id: Option<String>,
+    pub region: Option<String>,
+    #[serde(
+        default,
+        rename = "endpointURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub endpoint_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outputs_secret: Option<OutputsSecret>,
+    pub template_bucket: Option<String>,
+    /// Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    #[serde(default)]
+    pub adopt_existing: bool,
 }
 
 fn default_workspace() -> String {
@@ -150,6 +207,13 @@ pub struct RunResult {
     /// Names of the outputs written (never values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
+    /// What the stack operation went through (CloudFormation), oldest first, bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<StackEvent>,
+    /// Things the runner did on its own that deserve an event, e.g. recreating a stack that
+    /// was left in ROLLBACK_COMPLETE.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// The engine and its version, e.g. `OpenTofu v1.12.6`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_version: Option<String>,

@@ -69,19 +69,6 @@ pub async fn prepare(
     place_tree(&entry.dir, &tree, false)
         .map_err(|e| FetchError::failed("copying the artifact into the workspace", e))?;
     let module = tree.join(path.trim_start_matches("./"));
-    let has_config = std::fs::read_dir(&module)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().ends_with(".tf"))
-        })
-        .unwrap_or(false);
-    if !has_config {
-        return Err(FetchError::InvalidSource(format!(
-            "spec.path {:?} holds no .tf files in revision {}",
-            if path.is_empty() { "." } else { path },
-            artifact.revision
-        )));
-    }
     let scratch = root.path().join("scratch");
     std::fs::create_dir_all(&scratch)
         .map_err(|e| FetchError::failed("creating the workspace", e))?;
@@ -90,6 +77,23 @@ pub async fn prepare(
         module,
         scratch,
     })
+}
+
+/// Refuses a module directory without configuration, naming the path and revision.
+pub fn require_config(ws: &Workspace, path: &str, revision: &str) -> Result<(), FetchError> {
+    let has_config = std::fs::read_dir(&ws.module)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().ends_with(".tf"))
+        })
+        .unwrap_or(false);
+    if has_config {
+        return Ok(());
+    }
+    Err(FetchError::InvalidSource(format!(
+        "spec.path {:?} holds no .tf files in revision {revision}",
+        if path.is_empty() { "." } else { path },
+    )))
 }
 
 /// The backend block for `backend`, as HCL. `raw` is the block read from a Secret, when the

@@ -517,8 +517,16 @@ pub fn raw_targz(entries: &[RawEntry]) -> Vec<u8> {
 /// Publishes a one-file module (`main.tf`) as `oci://<registry>/<ns>/<repo>:<tag>` and returns
 /// the repository URL.
 pub fn publish_module(ns: &str, repo: &str, tag: &str, main_tf: &str) -> String {
+    publish_files(ns, repo, tag, &[("main.tf", main_tf)])
+}
+
+/// Publishes files (name, content) as `oci://<registry>/<ns>/<repo>:<tag>` and returns the
+/// repository URL.
+pub fn publish_files(ns: &str, repo: &str, tag: &str, files: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
     let url = format!("oci://{}/{ns}/{repo}", testenv()["LANDFORM_TEST_REGISTRY"]);
     let (ok, _, err) = run(landform().args([
         "push",

@@ -1,12 +1,11 @@
-//! Runs of a `Terraform` object: read the result of the run in flight, then decide and start
-//! the next one (plan, apply under the approval policy), one at a time.
+//! Runs of an object, for both kinds: read the result of the run in flight, then decide and
+//! start the next one (plan, apply under the approval policy, drift check), one at a time.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
-use kube::{Resource, ResourceExt};
 
 use super::context::Context;
 use super::depends;
@@ -15,11 +14,12 @@ use super::locks;
 use super::outcome::Outcome;
 use super::runs::RunState;
 use super::steps::Timing;
+use super::work::{self, Runnable};
 use crate::api::{
-    ArtifactStatus, ConditionStatus, ConditionType, ObjectStatus, PlanStatus, RunStatus, Terraform,
+    ArtifactStatus, ConditionStatus, ConditionType, ObjectStatus, PlanStatus, RunStatus,
     set_condition,
 };
-use crate::runner::spec::{ArtifactRef, Backend, Operation, Owner, RunResult, RunSpec};
+use crate::runner::spec::{ArtifactRef, Operation, Owner, RunResult, RunSpec};
 
 /// How often a run in flight is looked at.
 const POLL: Duration = Duration::from_secs(2);
@@ -36,19 +36,19 @@ fn op_name(op: Operation) -> &'static str {
 /// Advances `status` (a working copy) by one step and says how the object stands. A run to
 /// start is returned rather than started: the caller records it in status first, so that a
 /// status write that fails can never lead to the same run being started twice.
-pub async fn advance(
-    tf: &Terraform,
+pub async fn advance<K: Runnable>(
+    obj: &K,
     status: &mut ObjectStatus,
     artifact: &ArtifactStatus,
     timing: &Timing,
     ctx: &Context,
 ) -> (Outcome, Option<RunSpec>) {
-    let ns = tf.namespace().unwrap_or_default();
-    let inputs = lifecycle::inputs_hash(&tf.spec);
-    if let Some(outcome) = collect(tf, status, &inputs, ctx).await {
+    let ns = obj.namespace().unwrap_or_default();
+    let inputs = work::inputs_hash(obj);
+    if let Some(outcome) = collect(obj, status, &inputs, ctx).await {
         return (outcome, None);
     }
-    let common = &tf.spec.common;
+    let common = obj.common();
     let drift_every = match (&common.drift, common.mode) {
         (Some(d), _) => Some(
             d.interval
@@ -68,7 +68,7 @@ pub async fn advance(
     let next = lifecycle::decide(status, artifact, &facts, jiff::Timestamp::now());
     // Dependencies gate new runs only; a run in flight is always collected above.
     if matches!(next, Next::Run { .. })
-        && let Some(why) = depends::first_unmet(&ns, &tf.spec.common.depends_on, ctx).await
+        && let Some(why) = depends::first_unmet(&ns, &common.depends_on, ctx).await
     {
         let outcome = Outcome::Progressing {
             reason: "DependencyNotReady",
@@ -91,7 +91,7 @@ pub async fn advance(
                 },
                 _ => artifact.clone(),
             };
-            let spec = run_spec(tf, &ns, operation, plan_id, &run_artifact);
+            let spec = run_spec(obj, &ns, operation, plan_id, &run_artifact);
             if let Err(full) = ctx.runs.reserve(&ns, &spec.name) {
                 let outcome = Outcome::Progressing {
                     reason: "WaitingForRunSlot",
@@ -165,31 +165,36 @@ pub async fn advance(
 
 /// On deletion with destroyOnDelete: destroy what was last applied, with exactly the artifact
 /// that applied it. `(None, None)` once there is nothing (left) to destroy.
-pub async fn teardown(
-    tf: &Terraform,
+pub async fn teardown<K: Runnable>(
+    obj: &K,
     status: &mut ObjectStatus,
     ctx: &Context,
 ) -> (Option<Outcome>, Option<RunSpec>) {
-    if let Some(outcome) = collect(tf, status, "", ctx).await {
+    if let Some(outcome) = collect(obj, status, "", ctx).await {
         return (Some(outcome), None);
     }
-    let (Some(url), Some(digest)) = (
-        status.last_applied_url.clone(),
-        status.last_applied_digest.clone(),
-    ) else {
-        return (None, None);
+    let applied = match (&status.last_applied_url, &status.last_applied_digest) {
+        (Some(url), Some(digest)) => Some(ArtifactStatus {
+            url: url.clone(),
+            revision: status
+                .last_applied_revision
+                .clone()
+                .unwrap_or_else(|| digest.clone()),
+            digest: digest.clone(),
+        }),
+        _ => None,
     };
-    let revision = status
-        .last_applied_revision
-        .clone()
-        .unwrap_or_else(|| digest.clone());
-    let artifact = ArtifactStatus {
-        url,
-        revision,
-        digest,
+    let artifact = match applied {
+        Some(a) => a,
+        // Deleting a stack needs only its name, and a plan alone can have created one (a
+        // CREATE change set makes a stack that waits for review).
+        None if !K::DESTROY_NEEDS_ARTIFACT && status.plan.is_some() => {
+            status.artifact.clone().unwrap_or_default()
+        }
+        None => return (None, None),
     };
-    let ns = tf.namespace().unwrap_or_default();
-    let spec = run_spec(tf, &ns, Operation::Destroy, None, &artifact);
+    let ns = obj.namespace().unwrap_or_default();
+    let spec = run_spec(obj, &ns, Operation::Destroy, None, &artifact);
     if let Err(full) = ctx.runs.reserve(&ns, &spec.name) {
         let outcome = Outcome::Progressing {
             reason: "WaitingForRunSlot",
@@ -217,14 +222,14 @@ pub async fn teardown(
 
 /// If a run is in flight: its outcome while it runs or when it failed, or `None` once its
 /// result has been taken into `status` (and the next step may be decided).
-async fn collect(
-    tf: &Terraform,
+async fn collect<K: Runnable>(
+    obj: &K,
     status: &mut ObjectStatus,
     inputs: &str,
     ctx: &Context,
 ) -> Option<Outcome> {
     let run = status.run.clone().filter(|r| r.phase == "Running")?;
-    let ns = tf.namespace().unwrap_or_default();
+    let ns = obj.namespace().unwrap_or_default();
     let state = ctx.runs.state(&ns, &run.name).await;
     let result = match read_result(ctx, &ns, &run.name).await {
         Ok(r) => r,
@@ -236,7 +241,7 @@ async fn collect(
             });
         }
     };
-    let lease = locks::lease_name(tf);
+    let lease = obj.state_lease();
     let Some(result) = result else {
         if state == RunState::Running {
             if let Some(lease) = &lease {
@@ -254,7 +259,7 @@ async fn collect(
             });
         }
         set_phase(status, "Failed");
-        count_run(ctx, &ns, &run.operation, "lost");
+        count_run(ctx, K::KIND, &ns, &run.operation, "lost");
         let how = match &state {
             RunState::Ended(Some(detail)) => detail.clone(),
             _ => "its runner is gone".to_string(),
@@ -274,7 +279,7 @@ async fn collect(
                         reason: "StateUnlocked".into(),
                         note,
                     };
-                    super::reconcile::publish(ctx, tf, &event).await;
+                    super::reconcile::publish(ctx, obj, &event).await;
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -304,6 +309,7 @@ async fn collect(
     ctx.runs.finished(&ns, &run.name, result.succeeded).await;
     count_run(
         ctx,
+        K::KIND,
         &ns,
         &run.operation,
         if result.succeeded {
@@ -312,6 +318,7 @@ async fn collect(
             "failed"
         },
     );
+    surface_stack_events(obj, status, &result, ctx).await;
     if !result.succeeded {
         let message = result.message.clone().unwrap_or_default();
         let reason = known_reason(result.reason.as_deref());
@@ -409,7 +416,7 @@ async fn collect(
         }
         "drift" => {
             let report = result.drift.unwrap_or_default();
-            record_drift(tf, status, report, ctx).await;
+            record_drift(obj, status, report, ctx).await;
         }
         "destroy" => {
             status.last_applied_revision = None;
@@ -426,8 +433,8 @@ async fn collect(
 /// Takes a drift report into status: the report, the Drifted condition, an event when drift
 /// appears, changes or clears (not per check), the metrics, and with `drift.remediate` in
 /// Reconcile mode a fresh plan under the approval policy.
-async fn record_drift(
-    tf: &Terraform,
+async fn record_drift<K: Runnable>(
+    obj: &K,
     status: &mut ObjectStatus,
     report: crate::runner::spec::DriftReport,
     ctx: &Context,
@@ -453,8 +460,9 @@ async fn record_drift(
         .join("; ");
     let message = if drifted {
         format!(
-            "{} resource(s) changed outside OpenTofu: {listing}",
-            report.total
+            "{} resource(s) changed outside {}: {listing}",
+            report.total,
+            K::ENGINE
         )
     } else {
         "No drift: the infrastructure matches the state".to_string()
@@ -481,11 +489,11 @@ async fn record_drift(
         None
     };
     if let Some(event) = event {
-        super::reconcile::publish(ctx, tf, &event).await;
+        super::reconcile::publish(ctx, obj, &event).await;
     }
-    let ns = tf.namespace().unwrap_or_default();
+    let ns = obj.namespace().unwrap_or_default();
     ctx.metrics
-        .record_drift("Terraform", &ns, &tf.name_any(), report.total, drifted);
+        .record_drift(K::KIND, &ns, &obj.name_any(), report.total, drifted);
     status.drift = Some(DriftStatus {
         state: if drifted {
             DriftState::Drifted
@@ -496,7 +504,7 @@ async fn record_drift(
         total: report.total,
         resources: report.resources,
     });
-    let common = &tf.spec.common;
+    let common = obj.common();
     if drifted
         && common.mode == crate::api::Mode::Reconcile
         && common.drift.as_ref().is_some_and(|d| d.remediate)
@@ -506,8 +514,40 @@ async fn record_drift(
     }
 }
 
+/// A stack operation's events go to status; its failed resources, and what the runner did to
+/// a stack on its own (recreating one left by a failed create), become Events.
+async fn surface_stack_events<K: Runnable>(
+    obj: &K,
+    status: &mut ObjectStatus,
+    result: &RunResult,
+    ctx: &Context,
+) {
+    use super::outcome::EventSpec;
+    let mut events: Vec<EventSpec> = result
+        .notes
+        .iter()
+        .map(|note| EventSpec {
+            warning: true,
+            reason: "StackRecovered".into(),
+            note: note.clone(),
+        })
+        .collect();
+    if !result.events.is_empty() {
+        let failed = crate::runner::cloudformation::changes::failures(&result.events);
+        events.extend(failed.into_iter().take(5).map(|note| EventSpec {
+            warning: true,
+            reason: "ResourceFailed".into(),
+            note,
+        }));
+        status.stack_events = result.events.clone();
+    }
+    for event in &events {
+        super::reconcile::publish(ctx, obj, event).await;
+    }
+}
+
 /// Counts a finished run.
-fn count_run(ctx: &Context, ns: &str, operation: &str, result: &'static str) {
+fn count_run(ctx: &Context, kind: &'static str, ns: &str, operation: &str, result: &'static str) {
     let operation = match operation {
         "apply" => "apply",
         "destroy" => "destroy",
@@ -515,7 +555,7 @@ fn count_run(ctx: &Context, ns: &str, operation: &str, result: &'static str) {
         _ => "plan",
     };
     let labels = super::metrics::RunLabels {
-        kind: "Terraform",
+        kind,
         namespace: ns.to_string(),
         operation,
         result,
@@ -553,10 +593,8 @@ fn set_phase(status: &mut ObjectStatus, phase: &str) {
 /// The runner's reasons, as static strings for conditions and bounded metric labels; anything
 /// else (a newer runner) is reported as RunFailed.
 fn known_reason(reason: Option<&str>) -> &'static str {
-    crate::runner::execute::REASONS
-        .iter()
-        .find(|r| Some(**r) == reason)
-        .copied()
+    reason
+        .and_then(crate::runner::execute::known_reason)
         .unwrap_or("RunFailed")
 }
 
@@ -577,50 +615,30 @@ async fn read_result(ctx: &Context, ns: &str, run: &str) -> Result<Option<RunRes
         .map_err(|e| format!("Secret {ns}/{name} holds no valid result: {e}"))
 }
 
-fn run_spec(
-    tf: &Terraform,
+fn run_spec<K: Runnable>(
+    obj: &K,
     ns: &str,
     operation: Operation,
     plan_id: Option<String>,
     artifact: &ArtifactStatus,
 ) -> RunSpec {
-    let name = tf.name_any();
+    let name = obj.name_any();
     let suffix = &crate::source::digest::sha256(
-        format!("{:?}{}", tf.uid(), jiff::Timestamp::now()).as_bytes(),
+        format!("{:?}{}", obj.uid(), jiff::Timestamp::now()).as_bytes(),
     )
     .hex[..6];
     let stem: String = name.chars().take(40).collect();
-    let oci = tf.spec.common.source.as_ref().map(|s| &s.oci);
-    let backend = match &tf.spec.backend {
-        Some(b) if b.config.is_some() => Backend::Raw {
-            hcl: b.config.clone().unwrap_or_default(),
-        },
-        Some(b) if b.config_from.is_some() => {
-            let r = b.config_from.clone().unwrap_or_else(|| crate::api::KeyRef {
-                name: String::new(),
-                key: String::new(),
-            });
-            Backend::FromSecret {
-                name: r.name,
-                key: r.key,
-            }
-        }
-        _ => Backend::Kubernetes {
-            namespace: ns.to_string(),
-            secret_suffix: name.clone(),
-        },
-    };
+    let oci = obj.common().source.as_ref().map(|s| &s.oci);
     RunSpec {
         name: format!("{stem}-{}-{suffix}", op_name(operation)),
         namespace: ns.to_string(),
         owner: Owner {
-            api_version: Terraform::api_version(&()).to_string(),
-            kind: Terraform::kind(&()).to_string(),
+            api_version: K::api_version(&()).to_string(),
+            kind: K::kind(&()).to_string(),
             name,
-            uid: tf.uid().unwrap_or_default(),
+            uid: obj.uid().unwrap_or_default(),
         },
         operation,
-        engine: tf.spec.engine,
         artifact: ArtifactRef {
             url: artifact.url.clone(),
             digest: artifact.digest.clone(),
@@ -629,16 +647,8 @@ fn run_spec(
             layer_media_type: oci.and_then(|o| o.layer_media_type.clone()),
             secret_ref: oci.and_then(|o| o.secret_ref.as_ref().map(|r| r.name.clone())),
         },
-        path: tf.spec.path.clone().unwrap_or_default(),
-        workspace: tf
-            .spec
-            .workspace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-        vars: tf.spec.vars.clone(),
-        vars_from: tf.spec.vars_from.clone(),
-        backend,
+        work: obj.work(ns),
         plan_id,
-        outputs_secret: tf.spec.common.write_outputs_to_secret.clone(),
+        outputs_secret: obj.common().write_outputs_to_secret.clone(),
     }
 }

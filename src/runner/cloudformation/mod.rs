@@ -1,0 +1,237 @@
+//! The CloudFormation engine. A plan is a change set (named from the plan ID, so an approval
+//! names exactly one), apply executes that change set, destroy deletes the stack, and a drift
+//! check compares the stack with the desired template and parameters.
+
+pub mod aws;
+pub mod changes;
+pub mod drift;
+mod operations;
+pub mod states;
+
+use std::collections::BTreeMap;
+
+use kube::Client;
+
+use super::execute::{self, Options, RunError, resolve_values, secret_key};
+use super::spec::{Operation, RunResult, RunSpec, StackRun};
+
+/// Ownership tags Landform puts on the stacks it creates; a stack without them (or with
+/// another object's) is only touched with `adoptExisting`.
+pub const TAG_OWNER: &str = "landform.dev/owner";
+pub const TAG_UID: &str = "landform.dev/uid";
+/// Templates larger than this must be passed by URL (CloudFormation's inline limit).
+pub const INLINE_LIMIT: usize = 51_200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    #[error("CloudFormation rejected {op}: {message}")]
+    Rejected { op: &'static str, message: String },
+    #[error("{op} is not permitted for these credentials: {message}")]
+    Denied { op: &'static str, message: String },
+    #[error(
+        "the AWS credentials were not accepted ({op}): {message}; check spec.credentialsSecretRef or the runner's service account"
+    )]
+    Credentials { op: &'static str, message: String },
+    #[error("{op} was throttled, also after backing off: {message}")]
+    Throttled { op: &'static str, message: String },
+    #[error("{op} failed ({code}): {message}")]
+    Api {
+        op: &'static str,
+        code: String,
+        message: String,
+    },
+    #[error("cannot reach {endpoint} ({op}): {detail}")]
+    Unreachable {
+        op: &'static str,
+        endpoint: String,
+        detail: String,
+    },
+    #[error("{op} could not be sent: {detail}")]
+    Request { op: &'static str, detail: String },
+    #[error("the template is invalid: {0}")]
+    InvalidTemplate(String),
+    #[error("the artifact has no template at {path:?} (set spec.templatePath)")]
+    TemplateNotFound { path: String },
+    #[error(
+        "the template is {size} bytes, over CloudFormation's {INLINE_LIMIT}-byte limit for inline templates; set spec.templateBucket to pass it through S3"
+    )]
+    TemplateTooLarge { size: usize },
+    #[error("{0}")]
+    NotOwned(String),
+    #[error("{0}")]
+    StackState(String),
+    #[error("the change set failed: {0}")]
+    ChangeSetFailed(String),
+    #[error("{0}")]
+    PlanGone(String),
+}
+
+impl CloudError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Rejected { .. } => "StackRejected",
+            Self::Denied { .. } => "AccessDenied",
+            Self::Credentials { .. } => "CredentialsInvalid",
+            Self::Throttled { .. } => "Throttled",
+            Self::Api { .. } | Self::Request { .. } => "CloudFormationError",
+            Self::Unreachable { .. } => "CloudFormationUnavailable",
+            Self::InvalidTemplate(_) => "InvalidTemplate",
+            Self::TemplateNotFound { .. } => "TemplateNotFound",
+            Self::TemplateTooLarge { .. } => "TemplateTooLarge",
+            Self::NotOwned(_) => "StackNotOwned",
+            Self::StackState(_) => "StackStateBlocked",
+            Self::ChangeSetFailed(_) => "ChangeSetFailed",
+            Self::PlanGone(_) => "PlanNotFound",
+        }
+    }
+}
+
+/// Reasons of [`CloudError`], for the controller's list of known reasons.
+pub const REASONS: &[&str] = &[
+    "StackRejected",
+    "AccessDenied",
+    "CredentialsInvalid",
+    "Throttled",
+    "CloudFormationError",
+    "CloudFormationUnavailable",
+    "InvalidTemplate",
+    "TemplateNotFound",
+    "TemplateTooLarge",
+    "StackNotOwned",
+    "StackStateBlocked",
+    "ChangeSetFailed",
+];
+
+/// Runs `spec` against the stack `stack`.
+pub async fn run(
+    client: &Client,
+    spec: &RunSpec,
+    stack: &StackRun,
+    opts: &Options,
+) -> Result<RunResult, RunError> {
+    let keys = match &stack.credentials_secret {
+        Some(name) => Some(access_keys(client, &spec.namespace, name).await?),
+        None => None,
+    };
+    let aws = aws::connect(stack, keys).await;
+    let owner = format!("{}/{}", spec.namespace, spec.owner.name);
+    let ctx = operations::Ctx {
+        aws: &aws,
+        stack,
+        owner: &owner,
+        uid: &spec.owner.uid,
+    };
+    let mut result = match spec.operation {
+        // Neither deleting a stack nor executing a change set needs the template: these work
+        // even when the artifact is gone.
+        Operation::Destroy => operations::destroy(&ctx).await?,
+        Operation::Apply => {
+            let id = spec.plan_id.clone().ok_or_else(|| {
+                RunError::Input("an apply run needs the ID of the plan to apply".into())
+            })?;
+            operations::apply(&ctx, &id).await?
+        }
+        Operation::Plan | Operation::Drift => {
+            let (template, params) = desired(client, spec, stack, opts).await?;
+            let desired = operations::Desired {
+                template: &template,
+                params: &params,
+                artifact_digest: &spec.artifact.digest,
+            };
+            if spec.operation == Operation::Plan {
+                operations::plan(&ctx, &desired).await?
+            } else {
+                drift::check(&ctx, &desired).await?
+            }
+        }
+    };
+    // Outputs are written after an apply, and after a plan without changes, so that a Secret
+    // asked for later is written without a stack update.
+    let outputs_due = match spec.operation {
+        Operation::Apply => true,
+        Operation::Plan => !result.has_changes,
+        _ => false,
+    };
+    if let Some(target) = spec
+        .outputs_secret
+        .as_ref()
+        .filter(|_| outputs_due && result.succeeded)
+    {
+        let outputs = operations::outputs(&ctx, target.outputs.as_deref()).await?;
+        result.outputs = execute::write_outputs(client, spec, target, outputs).await?;
+    }
+    Ok(result)
+}
+
+/// The template from the artifact and the resolved parameters.
+async fn desired(
+    client: &Client,
+    spec: &RunSpec,
+    stack: &StackRun,
+    opts: &Options,
+) -> Result<(String, BTreeMap<String, String>), RunError> {
+    let ws = execute::workspace(client, spec, "", opts).await?;
+    let template_file = ws.module.join(&stack.template_path);
+    let body = match std::fs::read(&template_file) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| {
+            CloudError::InvalidTemplate(format!("{} is not UTF-8 text", stack.template_path))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CloudError::TemplateNotFound {
+                path: stack.template_path.clone(),
+            }
+            .into());
+        }
+        Err(e) => {
+            return Err(execute::io_err(format!("reading {}", stack.template_path))(
+                e,
+            ));
+        }
+    };
+    let base = stack
+        .parameters
+        .iter()
+        .map(|p| (p.key.clone(), serde_json::Value::String(p.value.clone())))
+        .collect();
+    let params = resolve_values(
+        client,
+        spec,
+        base,
+        &stack.parameters_from,
+        "spec.parametersFrom",
+    )
+    .await?
+    .into_iter()
+    .map(|(k, v)| match v {
+        serde_json::Value::String(s) => (k, s),
+        other => (k, other.to_string()),
+    })
+    .collect();
+    Ok((body, params))
+}
+
+async fn access_keys(client: &Client, ns: &str, name: &str) -> Result<aws::AccessKeys, RunError> {
+    let text = |bytes: Vec<u8>, key: &str| {
+        String::from_utf8(bytes)
+            .map(|s| s.trim().to_string())
+            .map_err(|_| RunError::Input(format!("Secret {ns}/{name} key {key} is not UTF-8")))
+    };
+    let id = text(
+        secret_key(client, ns, name, "AWS_ACCESS_KEY_ID").await?,
+        "AWS_ACCESS_KEY_ID",
+    )?;
+    let secret = text(
+        secret_key(client, ns, name, "AWS_SECRET_ACCESS_KEY").await?,
+        "AWS_SECRET_ACCESS_KEY",
+    )?;
+    let session_token = match secret_key(client, ns, name, "AWS_SESSION_TOKEN").await {
+        Ok(bytes) => Some(text(bytes, "AWS_SESSION_TOKEN")?),
+        Err(RunError::Input(_)) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(aws::AccessKeys {
+        id,
+        secret,
+        session_token,
+    })
+}

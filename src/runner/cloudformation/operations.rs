@@ -1,0 +1,617 @@
+//! Plan, apply and destroy of one stack, each waiting until CloudFormation is done.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudformation::types::{
+    Capability as CfnCapability, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter, Stack,
+    Tag,
+};
+
+use super::aws::Aws;
+use super::changes;
+use super::states::{self, BeforeDestroy, BeforePlan, Progress};
+use super::{CloudError, INLINE_LIMIT, TAG_OWNER, TAG_UID};
+use crate::api::{Capability, StackEvent};
+use crate::runner::spec::{RunResult, StackRun};
+
+/// What a run works on.
+pub struct Ctx<'a> {
+    pub aws: &'a Aws,
+    pub stack: &'a StackRun,
+    /// `<namespace>/<name>` of the object, the value of the ownership tag.
+    pub owner: &'a str,
+    pub uid: &'a str,
+}
+
+/// The desired template and parameters.
+pub struct Desired<'a> {
+    pub template: &'a str,
+    pub params: &'a BTreeMap<String, String>,
+    pub artifact_digest: &'a str,
+}
+
+/// Change sets Landform makes are named `landform-<plan ID>`.
+const CHANGE_SET_PREFIX: &str = "landform-";
+
+pub fn change_set_name(plan_id: &str) -> String {
+    format!("{CHANGE_SET_PREFIX}{plan_id}")
+}
+
+/// The plan ID: a hash of everything that shapes the change set. Parameter values are
+/// hashed, never stored.
+pub fn plan_id(ctx: &Ctx<'_>, d: &Desired<'_>) -> String {
+    let s = ctx.stack;
+    let canonical = serde_json::json!({
+        "artifact": d.artifact_digest, "template": s.template_path, "stack": s.stack_name,
+        "parameters": d.params, "tags": s.tags, "capabilities": s.capabilities,
+        "role": s.role_arn, "region": s.region, "endpoint": s.endpoint_url,
+    });
+    let digest = crate::source::digest::sha256(canonical.to_string().as_bytes());
+    digest.hex[..crate::runner::identity::ID_LEN].to_string()
+}
+
+/// Refuses a stack that carries no ownership tag of this object, unless adopting is allowed.
+pub fn check_owner(ctx: &Ctx<'_>, stack: &Stack) -> Result<(), CloudError> {
+    let owner = stack
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(TAG_OWNER))
+        .and_then(|t| t.value());
+    match owner {
+        Some(o) if o == ctx.owner => Ok(()),
+        _ if ctx.stack.adopt_existing => Ok(()),
+        Some(other) => Err(CloudError::NotOwned(format!(
+            "stack {} belongs to {other} (tag {TAG_OWNER}), not to this object; set spec.adoptExisting: true to take it over",
+            ctx.stack.stack_name
+        ))),
+        None => Err(CloudError::NotOwned(format!(
+            "stack {} exists and was not created by Landform (no {TAG_OWNER} tag); set spec.adoptExisting: true to manage it",
+            ctx.stack.stack_name
+        ))),
+    }
+}
+
+fn status_of(stack: &Stack) -> String {
+    stack
+        .stack_status()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
+}
+
+async fn pause(attempt: &mut u32) {
+    tokio::time::sleep(states::poll_delay(*attempt)).await;
+    *attempt += 1;
+}
+
+/// The newest event of the stack, to tell an operation's own events from older ones.
+async fn newest_event(ctx: &Ctx<'_>) -> Result<Option<String>, CloudError> {
+    let out = ctx
+        .aws
+        .cfn
+        .describe_stack_events()
+        .stack_name(&ctx.stack.stack_name)
+        .send()
+        .await
+        .map_err(|e| ctx.aws.error("DescribeStackEvents", e))?;
+    Ok(out
+        .stack_events()
+        .first()
+        .and_then(|e| e.event_id())
+        .map(str::to_string))
+}
+
+/// The events after `since` (an event ID), oldest first. `stack` may be the stack ID, which
+/// still names a deleted stack.
+async fn events_since(
+    ctx: &Ctx<'_>,
+    stack: &str,
+    since: Option<&str>,
+) -> Result<Vec<StackEvent>, CloudError> {
+    let out = ctx
+        .aws
+        .cfn
+        .describe_stack_events()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| ctx.aws.error("DescribeStackEvents", e))?;
+    let own: Vec<_> = out
+        .stack_events()
+        .iter()
+        .take_while(|e| since.is_none() || e.event_id() != since)
+        .cloned()
+        .collect();
+    Ok(changes::operation_events(&own))
+}
+
+/// Waits until the stack rests, and moves it out of states it cannot be planned from. Returns
+/// the stack (None if there is none) and what was done to it.
+async fn settle(ctx: &Ctx<'_>, notes: &mut Vec<String>) -> Result<Option<Stack>, CloudError> {
+    let name = &ctx.stack.stack_name;
+    let mut attempt = 0;
+    loop {
+        let current = ctx.aws.stack(name).await?;
+        let status = current.as_ref().map(status_of);
+        match states::before_plan(status.as_deref()) {
+            BeforePlan::Create | BeforePlan::Update => return Ok(current),
+            BeforePlan::Wait => pause(&mut attempt).await,
+            BeforePlan::Refuse(why) => return Err(CloudError::StackState(why)),
+            BeforePlan::DeleteAndRecreate => {
+                let stack = current.as_ref().ok_or_else(|| {
+                    CloudError::StackState(format!("stack {name} vanished while being looked at"))
+                })?;
+                check_owner(ctx, stack)?;
+                let was = status.unwrap_or_default();
+                delete_and_wait(ctx, stack).await.map_err(|e| match e {
+                    Waited::Failed(why) => CloudError::StackState(format!(
+                        "stack {name} was in {was} and could not be deleted to create it again: {why}"
+                    )),
+                    Waited::Error(e) => e,
+                })?;
+                notes.push(format!(
+                    "Deleted stack {name}, which was left in {was} by a failed create, to create it again"
+                ));
+            }
+            BeforePlan::ContinueRollback => {
+                let stack = current.as_ref().ok_or_else(|| {
+                    CloudError::StackState(format!("stack {name} vanished while being looked at"))
+                })?;
+                check_owner(ctx, stack)?;
+                let mut req = ctx.aws.cfn.continue_update_rollback().stack_name(name);
+                if let Some(role) = &ctx.stack.role_arn {
+                    req = req.role_arn(role);
+                }
+                req.send()
+                    .await
+                    .map_err(|e| ctx.aws.error("ContinueUpdateRollback", e))?;
+                let end = wait_for(ctx, name, |s| {
+                    states::rollback_progress(s.map(String::as_str).unwrap_or(""))
+                })
+                .await?;
+                if end.1 != Progress::Succeeded {
+                    let events = events_since(ctx, name, None).await?;
+                    return Err(CloudError::StackState(format!(
+                        "stack {name} is in {} after continuing its rollback: {}",
+                        end.0.unwrap_or_default(),
+                        changes::failures(&events).join("; ")
+                    )));
+                }
+                notes.push(format!(
+                    "Continued the rollback of stack {name}, which was in UPDATE_ROLLBACK_FAILED"
+                ));
+            }
+        }
+    }
+}
+
+/// Polls the stack `stack` (a name or ID) until `progress` says it is done; returns the last
+/// status and the verdict.
+async fn wait_for(
+    ctx: &Ctx<'_>,
+    stack: &str,
+    progress: impl Fn(Option<&String>) -> Progress,
+) -> Result<(Option<String>, Progress), CloudError> {
+    let mut attempt = 0;
+    loop {
+        let status = ctx.aws.stack(stack).await?.as_ref().map(status_of);
+        match progress(status.as_ref()) {
+            Progress::InProgress => pause(&mut attempt).await,
+            done => return Ok((status, done)),
+        }
+    }
+}
+
+enum Waited {
+    Failed(String),
+    Error(CloudError),
+}
+
+impl From<CloudError> for Waited {
+    fn from(e: CloudError) -> Self {
+        Waited::Error(e)
+    }
+}
+
+/// DeleteStack, then waits until the stack is gone; on DELETE_FAILED the failed resources.
+async fn delete_and_wait(ctx: &Ctx<'_>, stack: &Stack) -> Result<Vec<StackEvent>, Waited> {
+    // The ID names the stack also once it is deleted, so its last events can be read.
+    let id = stack
+        .stack_id()
+        .unwrap_or(&ctx.stack.stack_name)
+        .to_string();
+    let since = newest_event(ctx).await?;
+    let mut req = ctx.aws.cfn.delete_stack().stack_name(&ctx.stack.stack_name);
+    if let Some(role) = &ctx.stack.role_arn {
+        req = req.role_arn(role);
+    }
+    req.send()
+        .await
+        .map_err(|e| ctx.aws.error("DeleteStack", e))?;
+    let (status, verdict) = wait_for(ctx, &ctx.stack.stack_name, |s| {
+        states::delete_progress(s.map(String::as_str))
+    })
+    .await?;
+    let events = events_since(ctx, &id, since.as_deref())
+        .await
+        .unwrap_or_default();
+    match verdict {
+        Progress::Succeeded => Ok(events),
+        _ => {
+            let failed = changes::failures(&events);
+            Err(Waited::Failed(format!(
+                "stack {} is in {}{}",
+                ctx.stack.stack_name,
+                status.unwrap_or_default(),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; these resources could not be deleted: {}",
+                        failed.join("; ")
+                    )
+                }
+            )))
+        }
+    }
+}
+
+/// Plans a change set; an empty one means no changes and is deleted.
+pub async fn plan(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudError> {
+    let mut notes = vec![];
+    let current = settle(ctx, &mut notes).await?;
+    if let Some(stack) = &current {
+        check_owner(ctx, stack)?;
+    }
+    let kind = match current.as_ref().map(status_of).as_deref() {
+        None | Some("REVIEW_IN_PROGRESS") => ChangeSetType::Create,
+        Some(_) => ChangeSetType::Update,
+    };
+    let id = plan_id(ctx, d);
+    let name = change_set_name(&id);
+    let cfn = &ctx.aws.cfn;
+    let stack_name = &ctx.stack.stack_name;
+    if current.is_some() {
+        remove_change_sets(ctx, |_| true).await?;
+    }
+    let template = pass_template(ctx, d.template).await?;
+    let validate = match &template {
+        TemplateArg::Body(b) => cfn.validate_template().template_body(b),
+        TemplateArg::Url(u) => cfn.validate_template().template_url(u),
+    };
+    if let Err(e) = validate.send().await {
+        return Err(match ctx.aws.error("ValidateTemplate", e) {
+            CloudError::Rejected { message, .. } => CloudError::InvalidTemplate(message),
+            other => other,
+        });
+    }
+    let mut req = cfn
+        .create_change_set()
+        .stack_name(stack_name)
+        .change_set_name(&name)
+        .change_set_type(kind.clone())
+        .description(format!("Landform plan {id}"))
+        .set_parameters(Some(parameters(d.params)))
+        .set_tags(Some(tags(ctx)))
+        .set_capabilities(Some(
+            ctx.stack.capabilities.iter().map(capability).collect(),
+        ));
+    req = match template {
+        TemplateArg::Body(b) => req.template_body(b),
+        TemplateArg::Url(u) => req.template_url(u),
+    };
+    if let Some(role) = &ctx.stack.role_arn {
+        req = req.role_arn(role);
+    }
+    let mut result = RunResult {
+        succeeded: true,
+        plan_id: Some(id.clone()),
+        engine_version: Some("CloudFormation".into()),
+        notes,
+        ..Default::default()
+    };
+    if let Err(e) = req.send().await {
+        return match ctx.aws.error("CreateChangeSet", e) {
+            CloudError::Rejected { message, .. } if states::means_no_changes(&message) => {
+                Ok(result)
+            }
+            other => Err(other),
+        };
+    }
+    let mut attempt = 0;
+    let mut listed = vec![];
+    let mut next: Option<String> = None;
+    loop {
+        let out = cfn
+            .describe_change_set()
+            .stack_name(stack_name)
+            .change_set_name(&name)
+            .set_next_token(next.clone())
+            .send()
+            .await
+            .map_err(|e| ctx.aws.error("DescribeChangeSet", e))?;
+        match out.status() {
+            Some(ChangeSetStatus::CreateComplete) => {
+                listed.extend(out.changes().iter().cloned());
+                next = out.next_token().map(str::to_string);
+                if next.is_none() {
+                    break;
+                }
+            }
+            Some(ChangeSetStatus::Failed) => {
+                let why = out.status_reason().unwrap_or("no reason given").to_string();
+                // The failed change set is of no use to anyone: remove it.
+                let _ = cfn
+                    .delete_change_set()
+                    .stack_name(stack_name)
+                    .change_set_name(&name)
+                    .send()
+                    .await;
+                if states::means_no_changes(&why) {
+                    return Ok(result);
+                }
+                return Err(CloudError::ChangeSetFailed(why));
+            }
+            _ => pause(&mut attempt).await,
+        }
+    }
+    let (summary, resources) = changes::summarize(&listed);
+    result.has_changes = !listed.is_empty() || kind == ChangeSetType::Create;
+    result.summary = Some(summary);
+    result.resources = resources;
+    Ok(result)
+}
+
+/// Deletes the change sets Landform made on the stack for which `doomed` holds.
+async fn remove_change_sets(
+    ctx: &Ctx<'_>,
+    doomed: impl Fn(&str) -> bool,
+) -> Result<(), CloudError> {
+    let cfn = &ctx.aws.cfn;
+    let out = cfn
+        .list_change_sets()
+        .stack_name(&ctx.stack.stack_name)
+        .send()
+        .await
+        .map_err(|e| ctx.aws.error("ListChangeSets", e))?;
+    for cs in out.summaries() {
+        let Some(name) = cs.change_set_name() else {
+            continue;
+        };
+        if name.starts_with(CHANGE_SET_PREFIX) && doomed(name) {
+            cfn.delete_change_set()
+                .stack_name(&ctx.stack.stack_name)
+                .change_set_name(name)
+                .send()
+                .await
+                .map_err(|e| ctx.aws.error("DeleteChangeSet", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Executes the change set of plan `id` and waits for the stack.
+pub async fn apply(ctx: &Ctx<'_>, id: &str) -> Result<RunResult, CloudError> {
+    let cfn = &ctx.aws.cfn;
+    let stack_name = &ctx.stack.stack_name;
+    let name = change_set_name(id);
+    let gone = || {
+        CloudError::PlanGone(format!(
+            "the change set {name} of plan {id} is gone from stack {stack_name}; plan again"
+        ))
+    };
+    let current = ctx.aws.stack(stack_name).await?.ok_or_else(gone)?;
+    check_owner(ctx, &current)?;
+    let cs = match cfn
+        .describe_change_set()
+        .stack_name(stack_name)
+        .change_set_name(&name)
+        .send()
+        .await
+    {
+        Ok(cs) => cs,
+        Err(e) => {
+            return Err(match ctx.aws.error("DescribeChangeSet", e) {
+                CloudError::Rejected { .. } | CloudError::Api { .. } => gone(),
+                other => other,
+            });
+        }
+    };
+    match (cs.status(), cs.execution_status()) {
+        (Some(ChangeSetStatus::CreateComplete), Some(ExecutionStatus::Available)) => {}
+        (_, Some(ExecutionStatus::Obsolete)) => {
+            return Err(CloudError::PlanGone(format!(
+                "stack {stack_name} changed after plan {id} was made; plan again"
+            )));
+        }
+        (status, exec) => {
+            return Err(CloudError::ChangeSetFailed(format!(
+                "change set {name} cannot be executed (status {}, execution status {})",
+                status.map(|s| s.as_str()).unwrap_or("?"),
+                exec.map(|s| s.as_str()).unwrap_or("?")
+            )));
+        }
+    }
+    let since = newest_event(ctx).await?;
+    cfn.execute_change_set()
+        .stack_name(stack_name)
+        .change_set_name(&name)
+        .send()
+        .await
+        .map_err(|e| ctx.aws.error("ExecuteChangeSet", e))?;
+    let (status, verdict) = wait_for(ctx, stack_name, |s| {
+        states::apply_progress(s.map(String::as_str).unwrap_or(""))
+    })
+    .await?;
+    let events = events_since(ctx, stack_name, since.as_deref()).await?;
+    let mut result = RunResult {
+        succeeded: verdict == Progress::Succeeded,
+        plan_id: Some(id.to_string()),
+        engine_version: Some("CloudFormation".into()),
+        events,
+        ..Default::default()
+    };
+    if !result.succeeded {
+        let failed = changes::failures(&result.events);
+        result.reason = Some("ApplyFailed".into());
+        result.message = Some(format!(
+            "stack {stack_name} is in {} after executing change set {name}{}",
+            status.unwrap_or_default(),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", failed.join("; "))
+            }
+        ));
+    }
+    Ok(result)
+}
+
+/// Deletes the stack (if there is one) and waits until it is gone.
+pub async fn destroy(ctx: &Ctx<'_>) -> Result<RunResult, CloudError> {
+    let mut result = RunResult {
+        succeeded: true,
+        engine_version: Some("CloudFormation".into()),
+        ..Default::default()
+    };
+    let mut attempt = 0;
+    loop {
+        let current = ctx.aws.stack(&ctx.stack.stack_name).await?;
+        let status = current.as_ref().map(status_of);
+        match (states::before_destroy(status.as_deref()), current) {
+            (BeforeDestroy::Wait, _) => pause(&mut attempt).await,
+            (BeforeDestroy::Delete, Some(stack)) => {
+                check_owner(ctx, &stack)?;
+                match delete_and_wait(ctx, &stack).await {
+                    Ok(events) => result.events = events,
+                    Err(Waited::Error(e)) => return Err(e),
+                    Err(Waited::Failed(why)) => {
+                        result.succeeded = false;
+                        result.reason = Some("DestroyFailed".into());
+                        result.message = Some(format!("{why}; the delete is retried"));
+                    }
+                }
+                return Ok(result);
+            }
+            _ => return Ok(result),
+        }
+    }
+}
+
+/// The stack's outputs (name, value), all or the selected ones.
+pub async fn outputs(
+    ctx: &Ctx<'_>,
+    only: Option<&[String]>,
+) -> Result<Vec<(String, String)>, CloudError> {
+    let Some(stack) = ctx.aws.stack(&ctx.stack.stack_name).await? else {
+        return Ok(vec![]);
+    };
+    Ok(stack
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+        .filter(|(k, _)| only.is_none_or(|only| only.contains(k)))
+        .collect())
+}
+
+enum TemplateArg {
+    Body(String),
+    Url(String),
+}
+
+/// Inline when the template fits; otherwise uploaded to the template bucket (named by its
+/// digest, so an unchanged template is uploaded once) and passed by URL.
+async fn pass_template(ctx: &Ctx<'_>, body: &str) -> Result<TemplateArg, CloudError> {
+    if body.len() <= INLINE_LIMIT {
+        return Ok(TemplateArg::Body(body.to_string()));
+    }
+    let Some(bucket) = &ctx.stack.template_bucket else {
+        return Err(CloudError::TemplateTooLarge { size: body.len() });
+    };
+    let digest = crate::source::digest::sha256(body.as_bytes());
+    let key = format!("landform/{}/{}.template", ctx.owner, digest.hex);
+    ctx.aws
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(body.as_bytes().to_vec().into())
+        .send()
+        .await
+        .map_err(|e| ctx.aws.error("PutObject (spec.templateBucket)", e))?;
+    Ok(TemplateArg::Url(template_url(
+        ctx.aws.endpoint.as_deref(),
+        ctx.aws.region.as_deref(),
+        bucket,
+        &key,
+    )))
+}
+
+/// The URL CloudFormation reads an uploaded template from.
+pub fn template_url(
+    endpoint: Option<&str>,
+    region: Option<&str>,
+    bucket: &str,
+    key: &str,
+) -> String {
+    match (endpoint, region) {
+        (Some(url), _) => format!("{}/{bucket}/{key}", url.trim_end_matches('/')),
+        (None, Some(region)) => format!("https://{bucket}.s3.{region}.amazonaws.com/{key}"),
+        (None, None) => format!("https://{bucket}.s3.amazonaws.com/{key}"),
+    }
+}
+
+fn parameters(params: &BTreeMap<String, String>) -> Vec<Parameter> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
+        .collect()
+}
+
+fn tags(ctx: &Ctx<'_>) -> Vec<Tag> {
+    let mut all: BTreeMap<&str, &str> = ctx
+        .stack
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    all.insert(TAG_OWNER, ctx.owner);
+    all.insert(TAG_UID, ctx.uid);
+    all.into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+fn capability(c: &Capability) -> CfnCapability {
+    match c {
+        Capability::Iam => CfnCapability::CapabilityIam,
+        Capability::NamedIam => CfnCapability::CapabilityNamedIam,
+        Capability::AutoExpand => CfnCapability::CapabilityAutoExpand,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_urls_follow_the_endpoint() {
+        assert_eq!(
+            template_url(
+                Some("http://localhost:5000/"),
+                Some("eu-west-1"),
+                "b",
+                "k/t"
+            ),
+            "http://localhost:5000/b/k/t"
+        );
+        assert_eq!(
+            template_url(None, Some("eu-west-1"), "b", "k/t"),
+            "https://b.s3.eu-west-1.amazonaws.com/k/t"
+        );
+    }
+}

@@ -1,0 +1,459 @@
+//! CloudFormationStack against a real CloudFormation API (moto server): change sets, approval,
+//! outputs, parameters from Secrets, the template bucket, ownership and destroy-on-delete.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_sdk_cloudformation::types::{Parameter, StackStatus};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use landform::api::{CloudFormationStack, ObjectStatus};
+use serde_json::json;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+pub const TEMPLATE_V1: &str = r#"AWSTemplateFormatVersion: "2010-09-09"
+Description: A greeting, kept in SSM.
+Parameters:
+  Greeting:
+    Type: String
+    Default: hello
+Resources:
+  Param:
+    Type: AWS::SSM::Parameter
+    Properties:
+      Type: String
+      Value: !Ref Greeting
+Outputs:
+  Greeting:
+    Value: !Ref Greeting
+  ParamName:
+    Value: !Ref Param
+"#;
+
+/// V1 plus a queue.
+fn template_v2() -> String {
+    TEMPLATE_V1.replace("Outputs:", "  Queue:\n    Type: AWS::SQS::Queue\nOutputs:")
+}
+
+fn moto() -> String {
+    testenv()["LANDFORM_TEST_MOTO"].replace("127.0.0.1", "localhost")
+}
+
+async fn aws() -> (aws_sdk_cloudformation::Client, aws_sdk_s3::Client) {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto())
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https(),
+        )
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::config::Builder::from(&conf)
+        .force_path_style(true)
+        .build();
+    (
+        aws_sdk_cloudformation::Client::new(&conf),
+        aws_sdk_s3::Client::from_conf(s3),
+    )
+}
+
+async fn stack_status(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Option<StackStatus> {
+    let out = cfn.describe_stacks().stack_name(name).send().await.ok()?;
+    out.stacks().first()?.stack_status().cloned()
+}
+
+async fn resources(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Vec<String> {
+    let out = cfn
+        .describe_stack_resources()
+        .stack_name(name)
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = out
+        .stack_resources()
+        .iter()
+        .filter_map(|r| r.logical_resource_id().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+struct Env {
+    client: kube::Client,
+    ns: String,
+    api: Api<CloudFormationStack>,
+    _controller: Controller,
+    cfn: aws_sdk_cloudformation::Client,
+    s3: aws_sdk_s3::Client,
+}
+
+async fn setup(prefix: &str) -> Env {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, prefix).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let creds: Secret = serde_json::from_value(json!({"metadata": {"name": "aws"},
+        "stringData": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &creds)
+        .await
+        .unwrap();
+    let controller = Controller::start(&client, &ns, &[]).await;
+    let (cfn, s3) = aws().await;
+    Env {
+        api: Api::namespaced(client.clone(), &ns),
+        client,
+        ns,
+        _controller: controller,
+        cfn,
+        s3,
+    }
+}
+
+impl Env {
+    /// A stack object with the moto endpoint and credentials filled in.
+    async fn create(&self, name: &str, repo: &str, tag: &str, extra: serde_json::Value) {
+        let mut spec = json!({"interval": "1h", "approvePlan": "auto",
+            "source": {"oci": {"url": repo, "ref": {"tag": tag}, "insecure": true}},
+            "stackName": self.stack(name), "region": "us-east-1", "endpointURL": moto(),
+            "credentialsSecretRef": {"name": "aws"}});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let obj: CloudFormationStack =
+            serde_json::from_value(json!({"apiVersion": "landform.dev/v1alpha1",
+            "kind": "CloudFormationStack", "metadata": {"name": name}, "spec": spec}))
+            .unwrap();
+        self.api.create(&PostParams::default(), &obj).await.unwrap();
+    }
+
+    fn stack(&self, name: &str) -> String {
+        format!("{}-{name}", self.ns)
+    }
+
+    async fn patch(&self, name: &str, spec: serde_json::Value) {
+        self.api
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits for the Ready condition to have `status` and `reason`.
+    async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> ObjectStatus {
+        eventually(
+            &format!("{name} Ready={status} ({reason})"),
+            WAIT,
+            || async {
+                let s = self.api.get(name).await.ok()?.status?;
+                let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+                (ready.status == status && ready.reason == reason).then_some(s)
+            },
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn creates_plans_changes_for_approval_and_writes_outputs() {
+    let env = setup("cfn").await;
+    let repo = publish_files(&env.ns, "greeting", "1", &[("template.yaml", TEMPLATE_V1)]);
+    let params: Secret = serde_json::from_value(json!({"metadata": {"name": "params"},
+        "stringData": {"Greeting": "hello from a Secret"}}))
+    .unwrap();
+    Api::<Secret>::namespaced(env.client.clone(), &env.ns)
+        .create(&PostParams::default(), &params)
+        .await
+        .unwrap();
+    env.create(
+        "greeting",
+        &repo,
+        "1",
+        json!({"parametersFrom": [{"kind": "Secret", "name": "params"}],
+            "tags": {"team": "platform"},
+            "writeOutputsToSecret": {"name": "greeting-outputs"}}),
+    )
+    .await;
+    let s = env.wait_ready("greeting", "True", "Applied").await;
+    let stack = env.stack("greeting");
+    assert_eq!(
+        stack_status(&env.cfn, &stack).await,
+        Some(StackStatus::CreateComplete)
+    );
+    let plan = s.plan.clone().unwrap();
+    assert_eq!(plan.summary.add, 1, "{plan:?}");
+    assert_eq!(plan.resources[0].address, "Param");
+    assert_eq!(plan.resources[0].action, "create");
+    assert!(
+        s.outputs.contains(&"Greeting".to_string()),
+        "{:?}",
+        s.outputs
+    );
+    assert!(
+        s.stack_events.iter().any(|e| e.status == "CREATE_COMPLETE"),
+        "{:?}",
+        s.stack_events
+    );
+    // Outputs (from the parameter read from a Secret) in the outputs Secret only.
+    let outputs = Api::<Secret>::namespaced(env.client.clone(), &env.ns)
+        .get("greeting-outputs")
+        .await
+        .unwrap();
+    let data = outputs.data.unwrap();
+    assert_eq!(data["Greeting"].0, b"hello from a Secret");
+    let status_json = serde_json::to_string(&s).unwrap();
+    assert!(
+        !status_json.contains("hello from a Secret"),
+        "{status_json}"
+    );
+    // Landform's ownership tags next to the user's.
+    let described = env
+        .cfn
+        .describe_stacks()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> = described.stacks()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect();
+    assert!(
+        tags.contains(&("team".into(), "platform".into())),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&("landform.dev/owner".into(), format!("{}/greeting", env.ns))),
+        "{tags:?}"
+    );
+
+    // Unchanged template, planned again: no changes, nothing executed.
+    let updated_before = described.stacks()[0].last_updated_time().cloned();
+    env.api
+        .patch(
+            "greeting",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "again"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let s = eventually("a plan without changes", WAIT, || async {
+        let s = env.api.get("greeting").await.ok()?.status?;
+        let planned = s.conditions.iter().find(|c| c.type_ == "Planned")?;
+        (s.last_handled_reconcile_at.as_deref() == Some("again")
+            && planned.reason == "NoChanges"
+            && s.run.as_ref()?.phase != "Running")
+            .then_some(s)
+    })
+    .await;
+    assert!(!s.plan.unwrap().pending);
+    let described = env
+        .cfn
+        .describe_stacks()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.stacks()[0].last_updated_time().cloned(),
+        updated_before
+    );
+    let change_sets = env
+        .cfn
+        .list_change_sets()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        change_sets
+            .summaries()
+            .iter()
+            .all(|c| c.execution_status().map(|e| e.as_str()) != Some("AVAILABLE")),
+        "the empty change set is cleaned up"
+    );
+
+    // A new template under manual approval: a change set waits, and nothing changes until the
+    // plan is approved.
+    publish_files(
+        &env.ns,
+        "greeting",
+        "2",
+        &[("template.yaml", &template_v2())],
+    );
+    env.patch(
+        "greeting",
+        json!({"approvePlan": "manual", "source": {"oci": {"url": repo, "ref": {"tag": "2"}, "insecure": true}}}),
+    )
+    .await;
+    let s = env
+        .wait_ready("greeting", "False", "AwaitingApproval")
+        .await;
+    let plan = s.plan.unwrap();
+    assert!(plan.pending);
+    assert_eq!(
+        (plan.summary.add, plan.summary.change, plan.summary.destroy),
+        (1, 0, 0)
+    );
+    assert_eq!(plan.resources[0].address, "Queue");
+    assert_eq!(resources(&env.cfn, &stack).await, ["Param"]);
+    let (ok, out, err) = run(landform().args([
+        "approve",
+        "cfnstack/greeting",
+        "--plan",
+        &plan.id[..8],
+        "-n",
+        &env.ns,
+    ]));
+    assert!(ok, "{out}{err}");
+    env.wait_ready("greeting", "True", "Applied").await;
+    assert_eq!(resources(&env.cfn, &stack).await, ["Param", "Queue"]);
+    assert_eq!(
+        stack_status(&env.cfn, &stack).await,
+        Some(StackStatus::UpdateComplete)
+    );
+}
+
+#[tokio::test]
+async fn large_templates_go_through_the_template_bucket() {
+    let env = setup("cfn-big").await;
+    // Padding in template metadata takes it over the 51,200-byte inline limit.
+    let big = format!(
+        "Metadata:\n  Padding: \"{}\"\n{TEMPLATE_V1}",
+        "x".repeat(60_000)
+    );
+    let repo = publish_files(&env.ns, "big", "1", &[("template.yaml", &big)]);
+    env.create("big", &repo, "1", json!({})).await;
+    let s = env.wait_ready("big", "False", "TemplateTooLarge").await;
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(
+        ready.message.contains("spec.templateBucket"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(stack_status(&env.cfn, &env.stack("big")).await, None);
+
+    let bucket = format!("templates-{}", env.ns);
+    env.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    env.patch("big", json!({"templateBucket": bucket})).await;
+    env.wait_ready("big", "True", "Applied").await;
+    assert_eq!(
+        stack_status(&env.cfn, &env.stack("big")).await,
+        Some(StackStatus::CreateComplete)
+    );
+    let listed = env
+        .s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), 1, "the template was uploaded once");
+}
+
+#[tokio::test]
+async fn rejected_templates_and_foreign_stacks_are_refused_clearly() {
+    let env = setup("cfn-bad").await;
+    let broken = "AWSTemplateFormatVersion: \"2010-09-09\"\nResources:\n  Param:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Type: String\n      Value: !Ref NoSuchParameter\n";
+    let repo = publish_files(&env.ns, "broken", "1", &[("template.yaml", broken)]);
+    env.create("broken", &repo, "1", json!({})).await;
+    let s = env.wait_ready("broken", "False", "InvalidTemplate").await;
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(
+        ready.message.contains("NoSuchParameter"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(stack_status(&env.cfn, &env.stack("broken")).await, None);
+
+    // A stack that Landform did not create is left alone unless adopting is asked for.
+    let foreign = env.stack("foreign");
+    env.cfn
+        .create_stack()
+        .stack_name(&foreign)
+        .template_body(TEMPLATE_V1)
+        .parameters(
+            Parameter::builder()
+                .parameter_key("Greeting")
+                .parameter_value("made by hand")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let repo = publish_files(&env.ns, "greeting", "1", &[("template.yaml", TEMPLATE_V1)]);
+    env.create("foreign", &repo, "1", json!({})).await;
+    let s = env.wait_ready("foreign", "False", "StackNotOwned").await;
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(ready.message.contains("adoptExisting"), "{}", ready.message);
+    let described = env
+        .cfn
+        .describe_stacks()
+        .stack_name(&foreign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.stacks()[0].parameters()[0].parameter_value(),
+        Some("made by hand"),
+        "the foreign stack is untouched"
+    );
+    env.patch("foreign", json!({"adoptExisting": true})).await;
+    env.wait_ready("foreign", "True", "Applied").await;
+    let described = env
+        .cfn
+        .describe_stacks()
+        .stack_name(&foreign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.stacks()[0].parameters()[0].parameter_value(),
+        Some("hello")
+    );
+}
+
+#[tokio::test]
+async fn deleting_destroys_the_stack_only_with_destroy_on_delete() {
+    let env = setup("cfn-del").await;
+    let repo = publish_files(&env.ns, "greeting", "1", &[("template.yaml", TEMPLATE_V1)]);
+    env.create("doomed", &repo, "1", json!({"destroyOnDelete": true}))
+        .await;
+    env.create("kept", &repo, "1", json!({})).await;
+    env.wait_ready("doomed", "True", "Applied").await;
+    env.wait_ready("kept", "True", "Applied").await;
+    for name in ["doomed", "kept"] {
+        env.api
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for name in ["doomed", "kept"] {
+        eventually(&format!("{name} to be gone"), WAIT, || async {
+            env.api.get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
+    assert_eq!(stack_status(&env.cfn, &env.stack("doomed")).await, None);
+    assert_eq!(
+        stack_status(&env.cfn, &env.stack("kept")).await,
+        Some(StackStatus::CreateComplete)
+    );
+}
