@@ -64,6 +64,10 @@ pub async fn advance<K: Runnable>(
         interval: timing.interval,
         inputs: &inputs,
         drift_every,
+        replan_requested: obj
+            .annotations()
+            .get(super::reconcile::REQUESTED_AT)
+            .is_some_and(|r| status.last_handled_reconcile_at.as_ref() != Some(r)),
     };
     let next = lifecycle::decide(status, artifact, &facts, jiff::Timestamp::now());
     // Dependencies gate new runs only; a run in flight is always collected above.
@@ -362,6 +366,10 @@ async fn collect<K: Runnable>(
                 status.last_applied_revision = revision.clone();
                 status.last_applied_digest = digest.clone();
                 status.last_applied_url = artifact.as_ref().map(|a| a.url.clone());
+                // Engines that read outputs without applying (a stack adopted as it is) report them.
+                if !result.outputs.is_empty() {
+                    status.outputs = result.outputs;
+                }
             }
             let id = result.plan_id.unwrap_or_default();
             let message = format!(

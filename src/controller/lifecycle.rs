@@ -15,6 +15,9 @@ pub struct Facts<'a> {
     pub inputs: &'a str,
     /// How often to check for drift (`spec.drift`, or always in DriftOnly mode).
     pub drift_every: Option<Duration>,
+    /// A `reconcile.fluxcd.io/requestedAt` not yet handled: plan again now, as users of
+    /// `flux reconcile` expect, unless a plan waits for approval (re-planning would void it).
+    pub replan_requested: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -45,7 +48,8 @@ pub fn decide(
     let fresh = |p: &&crate::api::PlanStatus| {
         p.digest.as_deref() == Some(artifact.digest.as_str())
             && p.inputs.as_deref() == Some(facts.inputs)
-            && (p.pending || age(p.created_at.as_ref(), now) < facts.interval)
+            && (p.pending
+                || (!facts.replan_requested && age(p.created_at.as_ref(), now) < facts.interval))
     };
     let Some(plan) = status.plan.as_ref().filter(fresh) else {
         return Next::Run {
@@ -183,6 +187,7 @@ mod tests {
             interval: Duration::from_secs(600),
             inputs: "in",
             drift_every: None,
+            replan_requested: false,
         }
     }
 
@@ -221,6 +226,37 @@ mod tests {
             decide(&pending("3f9a2c1d0e4b5a6c"), &artifact(), &changed, at(100)),
             plan
         );
+    }
+
+    #[test]
+    fn a_reconcile_request_replans_unless_a_plan_awaits_approval() {
+        let manual = ApprovePlan::default();
+        let requested = Facts {
+            replan_requested: true,
+            ..facts(&manual)
+        };
+        let mut applied = pending("3f9a2c1d0e4b5a6c");
+        applied.plan.as_mut().unwrap().pending = false;
+        assert!(matches!(
+            decide(&applied, &artifact(), &facts(&manual), at(110)),
+            Next::InSync { .. }
+        ));
+        assert_eq!(
+            decide(&applied, &artifact(), &requested, at(110)),
+            Next::Run {
+                operation: Operation::Plan,
+                plan_id: None,
+            }
+        );
+        assert!(matches!(
+            decide(
+                &pending("3f9a2c1d0e4b5a6c"),
+                &artifact(),
+                &requested,
+                at(110)
+            ),
+            Next::AwaitApproval { .. }
+        ));
     }
 
     #[test]
