@@ -1,5 +1,5 @@
 //! CloudFormationStack against a real CloudFormation API (moto server): change sets, approval,
-//! outputs, parameters from Secrets, the template bucket, ownership and destroy-on-delete.
+//! outputs of an adopted stack, parameters from Secrets, the template bucket, ownership and destroy-on-delete.
 
 mod support;
 
@@ -24,6 +24,7 @@ Resources:
   Param:
     Type: AWS::SSM::Parameter
     Properties:
+      Name: !Sub "/${AWS::StackName}/greeting"
       Type: String
       Value: !Ref Greeting
 Outputs:
@@ -169,7 +170,7 @@ impl Env {
 }
 
 #[tokio::test]
-async fn creates_plans_changes_for_approval_and_writes_outputs() {
+async fn creates_then_plans_changes_for_approval_and_skips_no_ops() {
     let env = setup("cfn").await;
     let repo = publish_files(&env.ns, "greeting", "1", &[("template.yaml", TEMPLATE_V1)]);
     let params: Secret = serde_json::from_value(json!({"metadata": {"name": "params"},
@@ -184,8 +185,7 @@ async fn creates_plans_changes_for_approval_and_writes_outputs() {
         &repo,
         "1",
         json!({"parametersFrom": [{"kind": "Secret", "name": "params"}],
-            "tags": {"team": "platform"},
-            "writeOutputsToSecret": {"name": "greeting-outputs"}}),
+            "tags": {"team": "platform"}}),
     )
     .await;
     let s = env.wait_ready("greeting", "True", "Applied").await;
@@ -199,28 +199,11 @@ async fn creates_plans_changes_for_approval_and_writes_outputs() {
     assert_eq!(plan.resources[0].address, "Param");
     assert_eq!(plan.resources[0].action, "create");
     assert!(
-        s.outputs.contains(&"Greeting".to_string()),
-        "{:?}",
-        s.outputs
-    );
-    assert!(
         s.stack_events.iter().any(|e| e.status == "CREATE_COMPLETE"),
         "{:?}",
         s.stack_events
     );
-    // Outputs (from the parameter read from a Secret) in the outputs Secret only.
-    let outputs = Api::<Secret>::namespaced(env.client.clone(), &env.ns)
-        .get("greeting-outputs")
-        .await
-        .unwrap();
-    let data = outputs.data.unwrap();
-    assert_eq!(data["Greeting"].0, b"hello from a Secret");
-    let status_json = serde_json::to_string(&s).unwrap();
-    assert!(
-        !status_json.contains("hello from a Secret"),
-        "{status_json}"
-    );
-    // Landform's ownership tags next to the user's.
+    // The parameter read from a Secret reached the stack, and nothing of it is in status.
     let described = env
         .cfn
         .describe_stacks()
@@ -228,6 +211,16 @@ async fn creates_plans_changes_for_approval_and_writes_outputs() {
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        described.stacks()[0].parameters()[0].parameter_value(),
+        Some("hello from a Secret")
+    );
+    let status_json = serde_json::to_string(&s).unwrap();
+    assert!(
+        !status_json.contains("hello from a Secret"),
+        "{status_json}"
+    );
+    // Landform's ownership tags next to the user's.
     let tags: Vec<(String, String)> = described.stacks()[0]
         .tags()
         .iter()
@@ -282,10 +275,12 @@ async fn creates_plans_changes_for_approval_and_writes_outputs() {
         .send()
         .await
         .unwrap();
+    // (moto lists the change sets of every stack, hence the filter.)
     assert!(
         change_sets
             .summaries()
             .iter()
+            .filter(|c| c.stack_name() == Some(&stack))
             .all(|c| c.execution_status().map(|e| e.as_str()) != Some("AVAILABLE")),
         "the empty change set is cleaned up"
     );
@@ -300,7 +295,7 @@ async fn creates_plans_changes_for_approval_and_writes_outputs() {
     );
     env.patch(
         "greeting",
-        json!({"approvePlan": "manual", "source": {"oci": {"url": repo, "ref": {"tag": "2"}, "insecure": true}}}),
+        json!({"approvePlan": "", "source": {"oci": {"url": repo, "ref": {"tag": "2"}, "insecure": true}}}),
     )
     .await;
     let s = env
@@ -415,18 +410,46 @@ async fn rejected_templates_and_foreign_stacks_are_refused_clearly() {
         Some("made by hand"),
         "the foreign stack is untouched"
     );
-    env.patch("foreign", json!({"adoptExisting": true})).await;
-    env.wait_ready("foreign", "True", "Applied").await;
-    let described = env
-        .cfn
-        .describe_stacks()
-        .stack_name(&foreign)
-        .send()
+    // Adopted with the parameter it already has: nothing to change, and the stack's outputs
+    // go to the outputs Secret. (Adoption is also where outputs can be checked on the emulator:
+    // moto only computes outputs for stacks made by CreateStack, not through change sets.)
+    env.patch(
+        "foreign",
+        json!({"adoptExisting": true,
+            "parameters": [{"key": "Greeting", "value": "made by hand"}],
+            "writeOutputsToSecret": {"name": "foreign-outputs"}}),
+    )
+    .await;
+    let s = eventually("the adopted stack's outputs", WAIT, || async {
+        let s = env.api.get("foreign").await.ok()?.status?;
+        (!s.outputs.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!(s.outputs, ["Greeting", "ParamName"]);
+    let planned = s.conditions.iter().find(|c| c.type_ == "Planned").unwrap();
+    assert_eq!(planned.reason, "NoChanges");
+    let outputs = Api::<Secret>::namespaced(env.client.clone(), &env.ns)
+        .get("foreign-outputs")
         .await
+        .unwrap()
+        .data
         .unwrap();
+    assert_eq!(outputs["Greeting"].0, b"made by hand");
     assert_eq!(
-        described.stacks()[0].parameters()[0].parameter_value(),
-        Some("hello")
+        outputs["ParamName"].0,
+        format!("/{foreign}/greeting").as_bytes()
+    );
+    assert_eq!(
+        described.stacks()[0].last_updated_time(),
+        env.cfn
+            .describe_stacks()
+            .stack_name(&foreign)
+            .send()
+            .await
+            .unwrap()
+            .stacks()[0]
+            .last_updated_time(),
+        "adopting without changes executes nothing"
     );
 }
 
