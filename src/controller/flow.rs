@@ -470,10 +470,14 @@ async fn record_drift<K: Runnable>(
         format!(
             "{} resource(s) changed outside {}: {listing}",
             report.total,
-            K::ENGINE
+            K::CHANGED_OUTSIDE
         )
     } else {
-        "No drift: the infrastructure matches the state".to_string()
+        format!("No drift: the infrastructure matches {}", K::DESIRED)
+    };
+    let message = match &report.limits {
+        Some(limits) => format!("{message} ({limits})"),
+        None => message,
     };
     let (st, reason) = if drifted {
         (ConditionStatus::True, "DriftDetected")

@@ -9,8 +9,10 @@ use crate::runner::spec::{Backend, ModuleRun, StackRun, Work};
 
 /// A kind whose objects are planned, applied, destroyed and checked for drift by runs.
 pub trait Runnable: Managed {
-    /// The engine, in messages ("changed outside OpenTofu").
-    const ENGINE: &'static str;
+    /// Where drift comes from ("changed outside OpenTofu") and what it is measured against,
+    /// in drift messages.
+    const CHANGED_OUTSIDE: &'static str;
+    const DESIRED: &'static str;
     /// The engine and its input, for a run in namespace `ns`.
     fn work(&self, ns: &str) -> Work;
     /// The spec fields that shape a plan; a change to them makes a new plan.
@@ -31,7 +33,8 @@ pub fn inputs_hash<K: Runnable>(obj: &K) -> String {
 }
 
 impl Runnable for Terraform {
-    const ENGINE: &'static str = "OpenTofu";
+    const CHANGED_OUTSIDE: &'static str = "OpenTofu";
+    const DESIRED: &'static str = "the state";
     const DESTROY_NEEDS_ARTIFACT: bool = true;
 
     fn work(&self, ns: &str) -> Work {
@@ -79,7 +82,9 @@ impl Runnable for Terraform {
 }
 
 impl Runnable for CloudFormationStack {
-    const ENGINE: &'static str = "CloudFormation";
+    // Template comparison also catches updates made through CloudFormation by someone else.
+    const CHANGED_OUTSIDE: &'static str = "Landform";
+    const DESIRED: &'static str = "the desired template and parameters";
     const DESTROY_NEEDS_ARTIFACT: bool = false;
 
     fn work(&self, ns: &str) -> Work {
@@ -100,6 +105,7 @@ impl Runnable for CloudFormationStack {
             template_bucket: spec.template_bucket.clone(),
             credentials_secret: spec.credentials_secret_ref.as_ref().map(|r| r.name.clone()),
             adopt_existing: spec.adopt_existing,
+            read_only: spec.common.mode == crate::api::Mode::DriftOnly,
         })
     }
 
@@ -111,6 +117,8 @@ impl Runnable for CloudFormationStack {
             "tags": spec.tags, "capabilities": spec.capabilities, "roleARN": spec.role_arn,
             "region": spec.region, "endpointURL": spec.endpoint_url,
             "templateBucket": spec.template_bucket, "adoptExisting": spec.adopt_existing,
+            // A DriftOnly plan is a comparison, not a change set that could be executed.
+            "readOnly": spec.common.mode == crate::api::Mode::DriftOnly,
         })
     }
 }

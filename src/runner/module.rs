@@ -113,6 +113,7 @@ pub async fn run(
             result.drift = Some(DriftReport {
                 total: u32::try_from(drift.total).unwrap_or(u32::MAX),
                 resources: drift.resources,
+                limits: None,
             });
         }
         Operation::Destroy => {

@@ -166,6 +166,9 @@ pub struct StackRun {
     pub credentials_secret: Option<String>,
     #[serde(default)]
     pub adopt_existing: bool,
+    /// DriftOnly: plans read and compare, and change nothing (no change set, no stack).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 fn default_workspace() -> String {
@@ -178,6 +181,10 @@ pub struct DriftReport {
     pub total: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceChange>,
+    /// What the check could not look at, for the condition message (said on every check, so
+    /// not an event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<String>,
 }
 
 /// How a run ended.

@@ -36,31 +36,90 @@ pub async fn check(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudErr
         }]));
         return Ok(result);
     };
-    let deployed = ctx
+    let (template, params) = deployed(ctx, &stack).await?;
+    let mut found = compare_templates(&template, d.template);
+    found.extend(compare_parameters(
+        &params,
+        &with_defaults(d.template, d.params),
+    ));
+    let mut limits = None;
+    match detect(&ctx.aws.cfn, name).await {
+        Ok(Detection::Drifts(drifts)) => found.extend(drifts),
+        Ok(Detection::Unsupported(why)) => {
+            limits = Some(format!(
+                "CloudFormation drift detection is not available here ({why}), so only the deployed template and parameters were compared"
+            ))
+        }
+        Err(e) => return Err(ctx.aws.error_from(e)),
+    }
+    result.drift = Some(DriftReport {
+        limits,
+        ..report(merge(found))
+    });
+    Ok(result)
+}
+
+/// The plan of a DriftOnly object: what applying the desired template would change, worked out
+/// from the deployed template and parameters. Read-only, like [`check`]: no change set is made
+/// (CreateChangeSet on a missing stack would create one in REVIEW_IN_PROGRESS), no stack state
+/// is repaired, and no ownership is needed.
+pub async fn preview(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudError> {
+    let found = match ctx.aws.stack(&ctx.stack.stack_name).await? {
+        // Every resource would be created; the other template sections are no change.
+        None => compare_templates(d.template, "Resources: {}")
+            .into_iter()
+            .filter(|c| c.resource_type.is_some())
+            .collect(),
+        Some(stack) => {
+            let (template, params) = deployed(ctx, &stack).await?;
+            // Desired first: a resource only in the desired template is one to create.
+            let mut found = compare_templates(d.template, &template);
+            found.extend(compare_parameters(
+                &params,
+                &with_defaults(d.template, d.params),
+            ));
+            found
+        }
+    };
+    let mut summary = crate::api::PlanSummary::default();
+    for c in &found {
+        match c.action.as_str() {
+            "create" => summary.add += 1,
+            "delete" => summary.destroy += 1,
+            _ => summary.change += 1,
+        }
+    }
+    Ok(RunResult {
+        succeeded: true,
+        has_changes: !found.is_empty(),
+        plan_id: Some(super::operations::plan_id(ctx, d)),
+        engine_version: Some("CloudFormation".into()),
+        summary: Some(summary),
+        resources: found.into_iter().take(super::changes::MAX_LISTED).collect(),
+        ..Default::default()
+    })
+}
+
+/// The stack's template as deployed (its original text) and its parameters.
+async fn deployed(
+    ctx: &Ctx<'_>,
+    stack: &aws_sdk_cloudformation::types::Stack,
+) -> Result<(String, BTreeMap<String, String>), CloudError> {
+    let out = ctx
         .aws
         .cfn
         .get_template()
-        .stack_name(name)
+        .stack_name(&ctx.stack.stack_name)
         .template_stage(TemplateStage::Original)
         .send()
         .await
         .map_err(|e| ctx.aws.error("GetTemplate", e))?;
-    let mut found = compare_templates(deployed.template_body().unwrap_or_default(), d.template);
-    let params: BTreeMap<String, String> = stack
+    let params = stack
         .parameters()
         .iter()
         .filter_map(|p| Some((p.parameter_key()?.into(), p.parameter_value()?.into())))
         .collect();
-    found.extend(compare_parameters(&params, d.params));
-    match detect(&ctx.aws.cfn, name).await {
-        Ok(Detection::Drifts(drifts)) => found.extend(drifts),
-        Ok(Detection::Unsupported(why)) => result.notes.push(format!(
-            "CloudFormation drift detection is not available here ({why}); compared the deployed template and parameters only"
-        )),
-        Err(e) => return Err(ctx.aws.error_from(e)),
-    }
-    result.drift = Some(report(merge(found)));
-    Ok(result)
+    Ok((out.template_body().unwrap_or_default().to_string(), params))
 }
 
 fn report(resources: Vec<ResourceChange>) -> DriftReport {
@@ -70,6 +129,7 @@ fn report(resources: Vec<ResourceChange>) -> DriftReport {
             .into_iter()
             .take(super::changes::MAX_LISTED)
             .collect(),
+        limits: None,
     }
 }
 
@@ -413,6 +473,39 @@ fn differing_paths(a: &Value, b: &Value) -> Vec<String> {
 
 /// Parameters whose deployed value differs from the desired one (names only). NoEcho values
 /// are masked by CloudFormation and cannot be compared.
+/// The desired parameter values: the spec's, and for the others the template's `Default`, which
+/// is what CloudFormation uses when a parameter is left out.
+pub fn with_defaults(
+    template: &str,
+    params: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let parsed = serde_yaml::from_str::<Value>(template).unwrap_or(Value::Null);
+    let mut all: BTreeMap<String, String> = section(&parsed, "Parameters")
+        .into_iter()
+        .filter_map(|(name, p)| {
+            let value = match p.get("Default")? {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                // A list parameter's default as CloudFormation shows it: comma-separated.
+                Value::Sequence(items) => items
+                    .iter()
+                    .filter_map(|i| match i {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => return None,
+            };
+            Some((name, value))
+        })
+        .collect();
+    all.extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all
+}
+
 pub fn compare_parameters(
     deployed: &BTreeMap<String, String>,
     desired: &BTreeMap<String, String>,
@@ -520,6 +613,33 @@ Outputs:
         assert_eq!(change.paths, ["Parameters.Greeting"]);
         let json = serde_json::to_string(&change).unwrap();
         assert!(!json.contains("bye") && !json.contains("hello"), "{json}");
+    }
+
+    #[test]
+    fn parameters_left_out_are_compared_with_their_defaults() {
+        let template = "Parameters:\n  Greeting: {Type: String, Default: hello}\n  Size: {Type: Number, Default: 3}\n  Names: {Type: CommaDelimitedList, Default: [a, b]}\n  Required: {Type: String}\n";
+        let desired = with_defaults(
+            template,
+            &BTreeMap::from([("Greeting".to_string(), "hi".to_string())]),
+        );
+        assert_eq!(
+            desired,
+            BTreeMap::from([
+                ("Greeting".to_string(), "hi".to_string()),
+                ("Names".to_string(), "a,b".to_string()),
+                ("Size".to_string(), "3".to_string()),
+            ])
+        );
+        let deployed = BTreeMap::from([
+            ("Greeting".to_string(), "hi".to_string()),
+            ("Names".to_string(), "a,b".to_string()),
+            ("Size".to_string(), "4".to_string()),
+            ("Required".to_string(), "x".to_string()),
+        ]);
+        assert_eq!(
+            compare_parameters(&deployed, &desired).unwrap().paths,
+            ["Parameters.Size"]
+        );
     }
 
     #[test]

@@ -138,7 +138,9 @@ pub async fn run(
                 params: &params,
                 artifact_digest: &spec.artifact.digest,
             };
-            if spec.operation == Operation::Plan {
+            if spec.operation == Operation::Plan && stack.read_only {
+                drift::preview(&ctx, &desired).await?
+            } else if spec.operation == Operation::Plan {
                 operations::plan(&ctx, &desired).await?
             } else {
                 drift::check(&ctx, &desired).await?
