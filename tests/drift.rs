@@ -38,18 +38,6 @@ async fn wait_drift(api: &Api<Terraform>, name: &str, state: DriftState) -> Obje
     .await
 }
 
-async fn events(client: &kube::Client, ns: &str, reason: &str) -> Vec<String> {
-    let list = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
-        .list(&Default::default())
-        .await
-        .unwrap();
-    list.items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.note)
-        .collect()
-}
-
 #[tokio::test]
 async fn changes_behind_the_controllers_back_are_reported_and_cleared() {
     let client = admin_client().await;

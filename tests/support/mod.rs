@@ -3,6 +3,8 @@
 //! running under its own service account so that RBAC is enforced.
 #![allow(dead_code)]
 
+pub mod cfn;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -578,3 +580,16 @@ resource "terraform_data" "message" {
 output "name" { value = random_pet.name.id }
 output "message" { value = terraform_data.message.output }
 "#;
+
+/// The notes of the events with `reason` in namespace `ns`.
+pub async fn events(client: &kube::Client, ns: &str, reason: &str) -> Vec<String> {
+    let list = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
