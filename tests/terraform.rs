@@ -74,6 +74,16 @@ async fn auto_approval_plans_applies_and_writes_outputs() {
         );
         assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
     }
+    // The controller counts its own API requests: it has read (GET) and written status (PATCH).
+    for method in ["GET", "PATCH"] {
+        let count = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("landform_kube_requests_total{{method=\"{method}\"}} "))
+            })
+            .and_then(|n| n.parse::<f64>().ok());
+        assert!(count.is_some_and(|n| n > 0.0), "{method}: {metrics}");
+    }
     let revision = s.artifact.as_ref().unwrap().revision.clone();
     assert_eq!(s.last_applied_revision.as_deref(), Some(revision.as_str()));
     assert_eq!(ready_message(&s), format!("Applied revision {revision}"));

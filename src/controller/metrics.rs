@@ -47,6 +47,12 @@ pub struct DriftCheckLabels {
     pub result: &'static str,
 }
 
+/// An HTTP method of a Kubernetes API request (a watch is a GET).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
@@ -62,6 +68,7 @@ pub struct Metrics {
     pub drift_checks: Family<DriftCheckLabels, Counter>,
     pub drift_last_check: Family<ObjectNameLabels, Gauge>,
     pub leader: Gauge,
+    pub api_requests: Family<MethodLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -73,6 +80,12 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         let leader = Gauge::default();
+        let api_requests = Family::<MethodLabels, Counter>::default();
+        registry.register(
+            "kube_requests",
+            "Requests this controller sent to the Kubernetes API, by HTTP method",
+            api_requests.clone(),
+        );
         let runs = Family::<RunLabels, Counter>::default();
         let drifted_resources = Family::<ObjectNameLabels, Gauge>::default();
         let drift_checks = Family::<DriftCheckLabels, Counter>::default();
@@ -127,11 +140,27 @@ impl Default for Metrics {
             drift_checks,
             drift_last_check,
             leader,
+            api_requests,
         }
     }
 }
 
 impl Metrics {
+    /// Counts one Kubernetes API request.
+    pub fn count_request(&self, method: &::http::Method) {
+        let method = match *method {
+            ::http::Method::GET => "GET",
+            ::http::Method::POST => "POST",
+            ::http::Method::PUT => "PUT",
+            ::http::Method::PATCH => "PATCH",
+            ::http::Method::DELETE => "DELETE",
+            _ => "other",
+        };
+        self.api_requests
+            .get_or_create(&MethodLabels { method })
+            .inc();
+    }
+
     pub fn record_drift(
         &self,
         kind: &'static str,

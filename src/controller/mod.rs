@@ -278,13 +278,28 @@ async fn run_kind<K: work::Runnable>(
         .await;
 }
 
+/// The default client, with every request it sends counted in the metrics.
+async fn counting_client(metrics: Arc<metrics::Metrics>) -> Result<Client, Error> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
+    let count = tower::util::MapRequestLayer::new(move |req: ::http::Request<kube::client::Body>| {
+        metrics.count_request(req.method());
+        req
+    });
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(Error::Connect)?
+        .with_layer(&count)
+        .build())
+}
+
 pub async fn run(opts: Options) -> Result<(), Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_signal_handler(stop_tx.clone());
 
-    let client = Client::try_default().await.map_err(Error::Connect)?;
-    let identity = identity(&opts);
     let metrics = Arc::new(metrics::Metrics::default());
+    let client = counting_client(metrics.clone()).await?;
+    let identity = identity(&opts);
     let ready = Arc::new(AtomicBool::new(false));
 
     let listener = http::bind(opts.metrics_addr)
