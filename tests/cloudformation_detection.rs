@@ -104,15 +104,17 @@ async fn detection_waits_then_reads_every_page_of_drifts_without_values() {
 }
 
 #[tokio::test]
-async fn an_endpoint_without_drift_detection_is_asked_once() {
-    // What moto answers: an HTML page with status 500 and no AWS error in it. The SDK would
-    // retry a 500, but an endpoint without the API gives the same answer every time.
-    let replay = StaticReplayClient::new(vec![exchange(
-        DETECT,
-        500,
-        "<!doctype html><title>500 Internal Server Error</title>".into(),
-    )]);
-    let found = detect(&client(&replay, 3), "web").await.unwrap();
+async fn an_endpoint_without_drift_detection_is_asked_three_times_not_eight() {
+    // What moto answers: an HTML page with status 500 and no AWS error in it. An endpoint
+    // without the API gives the same answer every time, so detection tries 3 times, not the
+    // client's 8.
+    let html = || "<!doctype html><title>500 Internal Server Error</title>".to_string();
+    let replay = StaticReplayClient::new(vec![
+        exchange(DETECT, 500, html()),
+        exchange(DETECT, 500, html()),
+        exchange(DETECT, 500, html()),
+    ]);
+    let found = detect(&client(&replay, 8), "web").await.unwrap();
     replay.relaxed_requests_match();
     assert!(
         matches!(&found, Detection::Unsupported(why) if why.contains("HTTP 500")),
@@ -121,9 +123,13 @@ async fn an_endpoint_without_drift_detection_is_asked_once() {
 }
 
 #[tokio::test]
-async fn throttling_is_an_error_with_its_reason_not_a_missing_api() {
-    let replay = StaticReplayClient::new(vec![exchange(DETECT, 400, recorded("throttled.xml"))]);
-    let err = detect(&client(&replay, 1), "web").await.unwrap_err();
+async fn throttling_is_retried_then_an_error_with_its_reason_not_a_missing_api() {
+    let replay = StaticReplayClient::new(vec![
+        exchange(DETECT, 400, recorded("throttled.xml")),
+        exchange(DETECT, 400, recorded("throttled.xml")),
+        exchange(DETECT, 400, recorded("throttled.xml")),
+    ]);
+    let err = detect(&client(&replay, 8), "web").await.unwrap_err();
     replay.relaxed_requests_match();
     assert_eq!(
         (err.op, err.code.as_deref(), err.status),

@@ -104,6 +104,17 @@ async fn stacks_changed_out_of_band_are_reported_and_drift_only_changes_nothing(
         detected[0].contains("changed outside Landform"),
         "{detected:?}"
     );
+    let (ok, shown, err) = run(landform()
+        .args(["drift", "cfnstack/watched", "-n", &env.ns])
+        .env("KUBECONFIG", kubeconfig_path()));
+    assert!(ok, "{err}");
+    assert!(
+        shown.contains("cfnstack/watched: Drifted")
+            && shown.contains("  Queue (create)")
+            && shown.contains("  (parameters) (update: Parameters.Greeting)")
+            && shown.contains("2 resource(s) changed outside Landform."),
+        "{shown}"
+    );
 
     // DriftOnly changed nothing: the stack is as it was left, untagged, with no change sets.
     let stack = env

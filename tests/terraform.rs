@@ -79,7 +79,9 @@ async fn auto_approval_plans_applies_and_writes_outputs() {
         let count = metrics
             .lines()
             .find_map(|l| {
-                l.strip_prefix(&format!("landform_kube_requests_total{{method=\"{method}\"}} "))
+                l.strip_prefix(&format!(
+                    "landform_kube_requests_total{{method=\"{method}\"}} "
+                ))
             })
             .and_then(|n| n.parse::<f64>().ok());
         assert!(count.is_some_and(|n| n > 0.0), "{method}: {metrics}");

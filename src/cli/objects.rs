@@ -5,6 +5,7 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 
 use crate::api::{CloudFormationStack, ObjectStatus, PlanStatus, Terraform};
+use crate::controller::work::Runnable;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ObjectArgs {
@@ -51,8 +52,8 @@ struct Object {
     label: String,
     name: String,
     ns: String,
-    /// The engine, for "changed outside …".
-    engine: &'static str,
+    /// For "changed outside …", as the controller words it.
+    changed_outside: &'static str,
     client: Client,
     stack: bool,
 }
@@ -69,7 +70,11 @@ impl Object {
             label: format!("{}/{name}", if stack { "cfnstack" } else { "tf" }),
             name: name.to_string(),
             ns,
-            engine: if stack { "CloudFormation" } else { "OpenTofu" },
+            changed_outside: if stack {
+                <CloudFormationStack as Runnable>::CHANGED_OUTSIDE
+            } else {
+                <Terraform as Runnable>::CHANGED_OUTSIDE
+            },
             client,
             stack,
         })
@@ -201,7 +206,7 @@ pub async fn drift(args: ObjectArgs) -> Result<String, CliError> {
             obj.label, obj.ns
         ))
     })?;
-    Ok(render_drift(&obj.label, obj.engine, &drift))
+    Ok(render_drift(&obj.label, obj.changed_outside, &drift))
 }
 
 pub async fn approve(args: ApproveArgs) -> Result<String, CliError> {

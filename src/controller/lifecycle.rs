@@ -140,8 +140,6 @@ fn age(
         .unwrap_or(Duration::MAX)
 }
 
-/// A stable hash of the spec fields that shape a plan. Approval, scheduling and suspension are
-/// left out: changing them must not make a new plan.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ mod reconcile;
 mod runs;
 mod source;
 mod steps;
-mod work;
+pub mod work;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -283,10 +283,11 @@ async fn counting_client(metrics: Arc<metrics::Metrics>) -> Result<Client, Error
     let config = kube::Config::infer()
         .await
         .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
-    let count = tower::util::MapRequestLayer::new(move |req: ::http::Request<kube::client::Body>| {
-        metrics.count_request(req.method());
-        req
-    });
+    let count =
+        tower::util::MapRequestLayer::new(move |req: ::http::Request<kube::client::Body>| {
+            metrics.count_request(req.method());
+            req
+        });
     Ok(kube::client::ClientBuilder::try_from(config)
         .map_err(Error::Connect)?
         .with_layer(&count)

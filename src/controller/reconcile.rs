@@ -211,8 +211,17 @@ async fn apply<K: Runnable>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Resu
         &policy,
         Time(jiff::Timestamp::now()),
     );
-    settled.status.last_handled_reconcile_at =
-        requested.or_else(|| status.and_then(|s| s.last_handled_reconcile_at.clone()));
+    // A request that arrives while a run is in flight is handled once the run is collected
+    // (a fresh plan then), not swallowed by the reconciles that only watch the run.
+    let previous = status.and_then(|s| s.last_handled_reconcile_at.clone());
+    let in_flight = status
+        .and_then(|s| s.run.as_ref())
+        .is_some_and(|r| matches!(r.phase.as_str(), "Pending" | "Running"));
+    settled.status.last_handled_reconcile_at = if fresh_request && in_flight {
+        previous
+    } else {
+        requested.or(previous)
+    };
     if let Err(e) = write_status(&*obj, ctx, namespace, &settled).await {
         // The run was never recorded, so it must not start; give its slot back.
         if let Some(spec) = &launch {

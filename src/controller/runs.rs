@@ -67,7 +67,11 @@ pub enum RunState {
 enum Slot {
     /// Taken when the run is decided, before status records it.
     Reserved,
-    Process(tokio::process::Child),
+    /// A local run, killed at its deadline like a pod at its activeDeadlineSeconds.
+    Process {
+        child: Box<tokio::process::Child>,
+        deadline: std::time::Instant,
+    },
     Pod,
 }
 
@@ -155,7 +159,10 @@ impl Runs {
         };
         // Ended processes free their slots; their results are in their result Secrets.
         slots.retain(|_, slot| match slot {
-            Slot::Process(c) => matches!(c.try_wait(), Ok(None)),
+            // Dropping a process past its deadline kills it (kill_on_drop).
+            Slot::Process { child, deadline } => {
+                matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < *deadline
+            }
             Slot::Reserved | Slot::Pod => true,
         });
         let prefix = format!("{namespace}/");
@@ -195,12 +202,14 @@ impl Runs {
 
     async fn start(&self, spec: &RunSpec, inputs: &PodInputs<'_>) -> Result<(), LaunchError> {
         match self.mode {
-            RunnerMode::Local => self.start_process(spec),
+            RunnerMode::Local => {
+                self.start_process(spec, inputs.timeout.unwrap_or(self.pods.timeout))
+            }
             RunnerMode::Pod => self.start_pod(spec, inputs).await,
         }
     }
 
-    fn start_process(&self, spec: &RunSpec) -> Result<(), LaunchError> {
+    fn start_process(&self, spec: &RunSpec, timeout: Duration) -> Result<(), LaunchError> {
         let path = self
             .dir
             .path()
@@ -226,7 +235,14 @@ impl Runs {
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true);
         let child = cmd.spawn().map_err(LaunchError::Spawn)?;
-        self.set_slot(spec, Slot::Process(child));
+        let deadline = std::time::Instant::now() + timeout;
+        self.set_slot(
+            spec,
+            Slot::Process {
+                child: Box::new(child),
+                deadline,
+            },
+        );
         Ok(())
     }
 
@@ -269,9 +285,10 @@ impl Runs {
         if let Ok(mut slots) = self.slots.lock() {
             match slots.get_mut(&key) {
                 Some(Slot::Reserved) => return RunState::Running,
-                Some(Slot::Process(c)) => {
-                    return match c.try_wait() {
-                        Ok(None) => RunState::Running,
+                Some(Slot::Process { child, deadline }) => {
+                    return match child.try_wait() {
+                        Ok(None) if std::time::Instant::now() < *deadline => RunState::Running,
+                        // Past its deadline: killed (on drop), and reported lost.
                         _ => {
                             slots.remove(&key);
                             RunState::Ended(None)

@@ -2,21 +2,17 @@
 //! against their template, where the endpoint offers it), and always the deployed template and
 //! parameters against the desired ones, which catches a stack updated behind Landform's back.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use aws_sdk_cloudformation::types::{
     StackDriftDetectionStatus, StackResourceDrift, StackResourceDriftStatus, TemplateStage,
 };
-use serde_yaml::Value;
 
-use super::CloudError;
 use super::operations::{Ctx, Desired};
 use super::states;
+use super::{CloudError, compare};
 use crate::api::ResourceChange;
 use crate::runner::spec::{DriftReport, RunResult};
-
-/// The value DescribeStacks shows for NoEcho parameters: they cannot be compared.
-const MASKED: &str = "****";
 
 /// Checks the stack for drift; read-only, and it needs no ownership of the stack, so that
 /// Landform can watch stacks that something else deploys.
@@ -37,10 +33,10 @@ pub async fn check(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudErr
         return Ok(result);
     };
     let (template, params) = deployed(ctx, &stack).await?;
-    let mut found = compare_templates(&template, d.template);
-    found.extend(compare_parameters(
+    let mut found = compare::templates(&template, d.template);
+    found.extend(compare::parameters(
         &params,
-        &with_defaults(d.template, d.params),
+        &compare::with_defaults(d.template, d.params),
     ));
     let mut limits = None;
     match detect(&ctx.aws.cfn, name).await {
@@ -66,17 +62,17 @@ pub async fn check(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudErr
 pub async fn preview(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudError> {
     let found = match ctx.aws.stack(&ctx.stack.stack_name).await? {
         // Every resource would be created; the other template sections are no change.
-        None => compare_templates(d.template, "Resources: {}")
+        None => compare::templates(d.template, "Resources: {}")
             .into_iter()
             .filter(|c| c.resource_type.is_some())
             .collect(),
         Some(stack) => {
             let (template, params) = deployed(ctx, &stack).await?;
             // Desired first: a resource only in the desired template is one to create.
-            let mut found = compare_templates(d.template, &template);
-            found.extend(compare_parameters(
+            let mut found = compare::templates(d.template, &template);
+            found.extend(compare::parameters(
                 &params,
-                &with_defaults(d.template, d.params),
+                &compare::with_defaults(d.template, d.params),
             ));
             found
         }
@@ -101,7 +97,7 @@ pub async fn preview(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudE
 }
 
 /// The stack's template as deployed (its original text) and its parameters.
-async fn deployed(
+pub(super) async fn deployed(
     ctx: &Ctx<'_>,
     stack: &aws_sdk_cloudformation::types::Stack,
 ) -> Result<(String, BTreeMap<String, String>), CloudError> {
@@ -201,9 +197,10 @@ pub async fn detect(
             },
         }
     }
-    // One attempt: an endpoint without drift detection fails every retry the same way.
+    // Few attempts: an endpoint without drift detection fails every retry the same way, but
+    // throttling (likely with many stacks checked) deserves a retry.
     let once = aws_sdk_cloudformation::config::Builder::default()
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
     let started = match cfn
         .detect_stack_drift()
         .stack_name(stack)
@@ -331,316 +328,9 @@ pub fn resource_drift(d: &StackResourceDrift) -> Option<ResourceChange> {
     })
 }
 
-/// How the deployed template differs from the desired one, resource by resource. Both are
-/// read as YAML (JSON is YAML), so formatting and key order do not count as drift.
-pub fn compare_templates(deployed: &str, desired: &str) -> Vec<ResourceChange> {
-    let (Ok(old), Ok(new)) = (
-        serde_yaml::from_str::<Value>(deployed).map(long_form),
-        serde_yaml::from_str::<Value>(desired).map(long_form),
-    ) else {
-        return if deployed.trim() == desired.trim() {
-            vec![]
-        } else {
-            vec![template_change(vec!["(unparsable)".into()])]
-        };
-    };
-    let mut out = vec![];
-    let old_resources = section(&old, "Resources");
-    let new_resources = section(&new, "Resources");
-    let ids: BTreeSet<&String> = old_resources.keys().chain(new_resources.keys()).collect();
-    for id in ids {
-        let resource_type = new_resources
-            .get(id)
-            .or_else(|| old_resources.get(id))
-            .and_then(|r| r.get("Type"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let (action, paths) = match (old_resources.get(id), new_resources.get(id)) {
-            // In the stack, not in the desired template: added behind Landform's back.
-            (Some(_), None) => ("create", vec![]),
-            // Desired, and missing from the stack: removed behind Landform's back.
-            (None, Some(_)) => ("delete", vec![]),
-            (Some(a), Some(b)) if a != b => ("update", differing_paths(a, b)),
-            _ => continue,
-        };
-        out.push(ResourceChange {
-            address: id.clone(),
-            resource_type,
-            action: action.into(),
-            paths,
-        });
-    }
-    let mut sections: BTreeSet<String> = BTreeSet::new();
-    for map in [&old, &new] {
-        if let Value::Mapping(m) = map {
-            sections.extend(m.keys().filter_map(Value::as_str).map(str::to_string));
-        }
-    }
-    let changed: Vec<String> = sections
-        .into_iter()
-        .filter(|s| s != "Resources" && old.get(s.as_str()) != new.get(s.as_str()))
-        .collect();
-    if !changed.is_empty() {
-        out.push(template_change(changed));
-    }
-    out
-}
-
-/// YAML short forms (`!Ref X`, `!GetAtt A.B`, `!Sub …`) as the JSON forms they stand for, so a
-/// template means the same in either notation.
-fn long_form(v: Value) -> Value {
-    match v {
-        Value::Tagged(t) => {
-            let tag = t.tag.to_string();
-            let name = tag.trim_start_matches('!');
-            let key = if name == "Ref" || name == "Condition" {
-                name.to_string()
-            } else {
-                format!("Fn::{name}")
-            };
-            let inner = match (name, long_form(t.value)) {
-                ("GetAtt", Value::String(s)) => match s.split_once('.') {
-                    Some((a, b)) => Value::Sequence(vec![a.into(), b.into()]),
-                    None => Value::String(s),
-                },
-                (_, other) => other,
-            };
-            let mut m = serde_yaml::Mapping::new();
-            m.insert(Value::String(key), inner);
-            Value::Mapping(m)
-        }
-        Value::Mapping(m) => Value::Mapping(
-            m.into_iter()
-                .map(|(k, v)| (long_form(k), long_form(v)))
-                .collect(),
-        ),
-        Value::Sequence(s) => Value::Sequence(s.into_iter().map(long_form).collect()),
-        other => other,
-    }
-}
-
-fn template_change(paths: Vec<String>) -> ResourceChange {
-    ResourceChange {
-        address: "(template)".into(),
-        resource_type: None,
-        action: "update".into(),
-        paths,
-    }
-}
-
-fn section(template: &Value, name: &str) -> BTreeMap<String, Value> {
-    match template.get(name) {
-        Some(Value::Mapping(m)) => m
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.clone())))
-            .collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
-/// Keys of a resource that differ, one level into `Properties`: `Properties.Value`, `Type`.
-fn differing_paths(a: &Value, b: &Value) -> Vec<String> {
-    let keys = |v: &Value| -> BTreeSet<String> {
-        match v {
-            Value::Mapping(m) => m
-                .keys()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-            _ => BTreeSet::new(),
-        }
-    };
-    let mut paths = vec![];
-    for key in keys(a).union(&keys(b)) {
-        let (x, y) = (a.get(key.as_str()), b.get(key.as_str()));
-        if x == y {
-            continue;
-        }
-        if key == "Properties" {
-            let empty = Value::Mapping(Default::default());
-            let (x, y) = (x.unwrap_or(&empty), y.unwrap_or(&empty));
-            for prop in keys(x).union(&keys(y)) {
-                if x.get(prop.as_str()) != y.get(prop.as_str()) {
-                    paths.push(format!("Properties.{prop}"));
-                }
-            }
-        } else {
-            paths.push(key.clone());
-        }
-    }
-    paths
-}
-
-/// Parameters whose deployed value differs from the desired one (names only). NoEcho values
-/// are masked by CloudFormation and cannot be compared.
-/// The desired parameter values: the spec's, and for the others the template's `Default`, which
-/// is what CloudFormation uses when a parameter is left out.
-pub fn with_defaults(
-    template: &str,
-    params: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let parsed = serde_yaml::from_str::<Value>(template).unwrap_or(Value::Null);
-    let mut all: BTreeMap<String, String> = section(&parsed, "Parameters")
-        .into_iter()
-        .filter_map(|(name, p)| {
-            let value = match p.get("Default")? {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                // A list parameter's default as CloudFormation shows it: comma-separated.
-                Value::Sequence(items) => items
-                    .iter()
-                    .filter_map(|i| match i {
-                        Value::String(s) => Some(s.clone()),
-                        Value::Number(n) => Some(n.to_string()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .join(","),
-                _ => return None,
-            };
-            Some((name, value))
-        })
-        .collect();
-    all.extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
-    all
-}
-
-pub fn compare_parameters(
-    deployed: &BTreeMap<String, String>,
-    desired: &BTreeMap<String, String>,
-) -> Option<ResourceChange> {
-    let keys: BTreeSet<&String> = deployed.keys().chain(desired.keys()).collect();
-    let paths: Vec<String> = keys
-        .into_iter()
-        .filter(|k| match (deployed.get(*k), desired.get(*k)) {
-            (Some(old), _) if old == MASKED => false,
-            // Parameters left out of the spec take their template default: not comparable.
-            (Some(_), None) => false,
-            (old, new) => old != new,
-        })
-        .map(|k| format!("Parameters.{k}"))
-        .collect();
-    (!paths.is_empty()).then(|| ResourceChange {
-        address: "(parameters)".into(),
-        resource_type: None,
-        action: "update".into(),
-        paths,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const DEPLOYED: &str = r#"
-AWSTemplateFormatVersion: "2010-09-09"
-Parameters:
-  Greeting: {Type: String}
-Resources:
-  Param:
-    Type: AWS::SSM::Parameter
-    Properties:
-      Type: String
-      Value: !Ref Greeting
-  Extra:
-    Type: AWS::SNS::Topic
-Outputs:
-  Name: {Value: !Ref Param}
-"#;
-
-    #[test]
-    fn the_same_template_in_other_clothes_is_no_drift() {
-        let json = r#"{"AWSTemplateFormatVersion": "2010-09-09",
-          "Parameters": {"Greeting": {"Type": "String"}},
-          "Resources": {"Extra": {"Type": "AWS::SNS::Topic"},
-            "Param": {"Type": "AWS::SSM::Parameter", "Properties": {"Value": {"Ref": "Greeting"}, "Type": "String"}}},
-          "Outputs": {"Name": {"Value": {"Ref": "Param"}}}}"#;
-        assert_eq!(compare_templates(DEPLOYED, json), vec![]);
-    }
-
-    #[test]
-    fn changed_added_and_removed_resources_are_named() {
-        let desired = r#"
-AWSTemplateFormatVersion: "2010-09-09"
-Parameters:
-  Greeting: {Type: String}
-Resources:
-  Param:
-    Type: AWS::SSM::Parameter
-    Properties:
-      Type: StringList
-      Value: !Ref Greeting
-  Queue:
-    Type: AWS::SQS::Queue
-Outputs:
-  Name: {Value: !GetAtt Param.Value}
-"#;
-        let found = compare_templates(DEPLOYED, desired);
-        let got: Vec<_> = found
-            .iter()
-            .map(|r| (r.address.as_str(), r.action.as_str(), r.paths.clone()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("Extra", "create", vec![]),
-                ("Param", "update", vec!["Properties.Type".to_string()]),
-                ("Queue", "delete", vec![]),
-                ("(template)", "update", vec!["Outputs".to_string()]),
-            ]
-        );
-        assert_eq!(
-            found[1].resource_type.as_deref(),
-            Some("AWS::SSM::Parameter")
-        );
-    }
-
-    #[test]
-    fn parameters_are_compared_by_name_only() {
-        let deployed = BTreeMap::from([
-            ("Greeting".to_string(), "hello".to_string()),
-            ("Password".to_string(), MASKED.to_string()),
-            ("Defaulted".to_string(), "x".to_string()),
-        ]);
-        let mut desired = BTreeMap::from([
-            ("Greeting".to_string(), "hello".to_string()),
-            ("Password".to_string(), "hunter2".to_string()),
-        ]);
-        assert_eq!(compare_parameters(&deployed, &desired), None);
-        desired.insert("Greeting".into(), "bye".into());
-        let change = compare_parameters(&deployed, &desired).unwrap();
-        assert_eq!(change.paths, ["Parameters.Greeting"]);
-        let json = serde_json::to_string(&change).unwrap();
-        assert!(!json.contains("bye") && !json.contains("hello"), "{json}");
-    }
-
-    #[test]
-    fn parameters_left_out_are_compared_with_their_defaults() {
-        let template = "Parameters:\n  Greeting: {Type: String, Default: hello}\n  Size: {Type: Number, Default: 3}\n  Names: {Type: CommaDelimitedList, Default: [a, b]}\n  Required: {Type: String}\n";
-        let desired = with_defaults(
-            template,
-            &BTreeMap::from([("Greeting".to_string(), "hi".to_string())]),
-        );
-        assert_eq!(
-            desired,
-            BTreeMap::from([
-                ("Greeting".to_string(), "hi".to_string()),
-                ("Names".to_string(), "a,b".to_string()),
-                ("Size".to_string(), "3".to_string()),
-            ])
-        );
-        let deployed = BTreeMap::from([
-            ("Greeting".to_string(), "hi".to_string()),
-            ("Names".to_string(), "a,b".to_string()),
-            ("Size".to_string(), "4".to_string()),
-            ("Required".to_string(), "x".to_string()),
-        ]);
-        assert_eq!(
-            compare_parameters(&deployed, &desired).unwrap().paths,
-            ["Parameters.Size"]
-        );
-    }
 
     #[test]
     fn detection_errors_of_missing_apis_are_not_failures() {

@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod changes;
+pub mod compare;
 pub mod drift;
 mod operations;
 pub mod states;
@@ -121,6 +122,14 @@ pub async fn run(
         owner: &owner,
         uid: &spec.owner.uid,
     };
+    if stack.read_only && matches!(spec.operation, Operation::Apply | Operation::Destroy) {
+        // The controller never asks for these in DriftOnly mode; a run that raced a mode
+        // change must not act either.
+        return Err(RunError::Input(format!(
+            "stack {} is in DriftOnly mode: a {:?} run changes nothing",
+            stack.stack_name, spec.operation
+        )));
+    }
     let mut result = match spec.operation {
         // Neither deleting a stack nor executing a change set needs the template: these work
         // even when the artifact is gone.

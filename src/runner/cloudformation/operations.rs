@@ -100,27 +100,42 @@ async fn newest_event(ctx: &Ctx<'_>) -> Result<Option<String>, CloudError> {
         .map(str::to_string))
 }
 
-/// The events after `since` (an event ID), oldest first. `stack` may be the stack ID, which
-/// still names a deleted stack.
+/// Pages of stack events read at most to find where an operation began: a large stack's
+/// rollback has many events, and its first failure (the cause) is the oldest of them.
+const MAX_EVENT_PAGES: usize = 10;
+
+/// The events after `since` (an event ID), oldest first; without `since`, the newest page.
+/// `stack` may be the stack ID, which still names a deleted stack.
 async fn events_since(
     ctx: &Ctx<'_>,
     stack: &str,
     since: Option<&str>,
 ) -> Result<Vec<StackEvent>, CloudError> {
-    let out = ctx
-        .aws
-        .cfn
-        .describe_stack_events()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(|e| ctx.aws.error("DescribeStackEvents", e))?;
-    let own: Vec<_> = out
-        .stack_events()
-        .iter()
-        .take_while(|e| since.is_none() || e.event_id() != since)
-        .cloned()
-        .collect();
+    let mut own = vec![];
+    let mut next: Option<String> = None;
+    for _ in 0..MAX_EVENT_PAGES {
+        let out = ctx
+            .aws
+            .cfn
+            .describe_stack_events()
+            .stack_name(stack)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| ctx.aws.error("DescribeStackEvents", e))?;
+        let page = out.stack_events();
+        let before = own.len();
+        own.extend(
+            page.iter()
+                .take_while(|e| since.is_none() || e.event_id() != since)
+                .cloned(),
+        );
+        let reached = own.len() - before < page.len();
+        next = out.next_token().map(str::to_string);
+        if since.is_none() || reached || next.is_none() {
+            break;
+        }
+    }
     Ok(changes::operation_events(&own))
 }
 
@@ -271,7 +286,7 @@ pub async fn plan(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudErro
     let cfn = &ctx.aws.cfn;
     let stack_name = &ctx.stack.stack_name;
     if current.is_some() {
-        remove_change_sets(ctx, |_| true).await?;
+        remove_change_sets(ctx).await?;
     }
     let template = pass_template(ctx, d.template).await?;
     let validate = match &template {
@@ -354,37 +369,66 @@ pub async fn plan(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudErro
             _ => pause(&mut attempt).await,
         }
     }
-    let (summary, resources) = changes::summarize(&listed);
+    let (mut summary, mut resources) = changes::summarize(&listed);
     result.has_changes = !listed.is_empty() || kind == ChangeSetType::Create;
+    if let (false, Some(stack)) = (result.has_changes, &current) {
+        // A change set that touches no resource may still change outputs, parameters or
+        // other sections (CloudFormation reports true no-ops as a failed change set; some
+        // endpoints do not). Only what differs from the deployed stack is worth executing.
+        let (template, params) = super::drift::deployed(ctx, stack).await?;
+        let mut differs = super::compare::templates(d.template, &template);
+        differs.extend(super::compare::parameters(
+            &params,
+            &super::compare::with_defaults(d.template, d.params),
+        ));
+        if differs.is_empty() {
+            remove_change_sets(ctx).await?;
+        } else {
+            summary.change = u32::try_from(differs.len()).unwrap_or(u32::MAX);
+            resources = differs;
+            result.has_changes = true;
+        }
+    }
     result.summary = Some(summary);
     result.resources = resources;
     Ok(result)
 }
 
-/// Deletes the change sets Landform made on the stack for which `doomed` holds.
-async fn remove_change_sets(
-    ctx: &Ctx<'_>,
-    doomed: impl Fn(&str) -> bool,
-) -> Result<(), CloudError> {
+/// Deletes the change sets Landform made on the stack.
+async fn remove_change_sets(ctx: &Ctx<'_>) -> Result<(), CloudError> {
     let cfn = &ctx.aws.cfn;
-    let out = cfn
-        .list_change_sets()
-        .stack_name(&ctx.stack.stack_name)
-        .send()
-        .await
-        .map_err(|e| ctx.aws.error("ListChangeSets", e))?;
-    for cs in out.summaries() {
-        let Some(name) = cs.change_set_name() else {
-            continue;
-        };
-        if name.starts_with(CHANGE_SET_PREFIX) && doomed(name) {
-            cfn.delete_change_set()
-                .stack_name(&ctx.stack.stack_name)
-                .change_set_name(name)
-                .send()
-                .await
-                .map_err(|e| ctx.aws.error("DeleteChangeSet", e))?;
+    let stack_name = &ctx.stack.stack_name;
+    let mut doomed = vec![];
+    let mut next: Option<String> = None;
+    loop {
+        let out = cfn
+            .list_change_sets()
+            .stack_name(stack_name)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| ctx.aws.error("ListChangeSets", e))?;
+        doomed.extend(
+            out.summaries()
+                .iter()
+                // Some endpoints list the change sets of every stack.
+                .filter(|cs| cs.stack_name().is_none_or(|s| s == stack_name))
+                .filter_map(|cs| cs.change_set_name())
+                .filter(|name| name.starts_with(CHANGE_SET_PREFIX))
+                .map(str::to_string),
+        );
+        next = out.next_token().map(str::to_string);
+        if next.is_none() {
+            break;
         }
+    }
+    for name in doomed {
+        cfn.delete_change_set()
+            .stack_name(stack_name)
+            .change_set_name(&name)
+            .send()
+            .await
+            .map_err(|e| ctx.aws.error("DeleteChangeSet", e))?;
     }
     Ok(())
 }
@@ -411,13 +455,32 @@ pub async fn apply(ctx: &Ctx<'_>, id: &str) -> Result<RunResult, CloudError> {
         Ok(cs) => cs,
         Err(e) => {
             return Err(match ctx.aws.error("DescribeChangeSet", e) {
-                CloudError::Rejected { .. } | CloudError::Api { .. } => gone(),
+                CloudError::Api { code, .. } if code == "ChangeSetNotFound" => gone(),
                 other => other,
             });
         }
     };
+    let mut since = None;
     match (cs.status(), cs.execution_status()) {
-        (Some(ChangeSetStatus::CreateComplete), Some(ExecutionStatus::Available)) => {}
+        (Some(ChangeSetStatus::CreateComplete), Some(ExecutionStatus::Available)) => {
+            since = newest_event(ctx).await?;
+            cfn.execute_change_set()
+                .stack_name(stack_name)
+                .change_set_name(&name)
+                .send()
+                .await
+                .map_err(|e| ctx.aws.error("ExecuteChangeSet", e))?;
+        }
+        // Executed by an earlier run that did not live to see the end (a lost pod, a
+        // deadline): follow the stack from where it is instead of failing.
+        (
+            _,
+            Some(
+                ExecutionStatus::ExecuteInProgress
+                | ExecutionStatus::ExecuteComplete
+                | ExecutionStatus::ExecuteFailed,
+            ),
+        ) => {}
         (_, Some(ExecutionStatus::Obsolete)) => {
             return Err(CloudError::PlanGone(format!(
                 "stack {stack_name} changed after plan {id} was made; plan again"
@@ -431,13 +494,6 @@ pub async fn apply(ctx: &Ctx<'_>, id: &str) -> Result<RunResult, CloudError> {
             )));
         }
     }
-    let since = newest_event(ctx).await?;
-    cfn.execute_change_set()
-        .stack_name(stack_name)
-        .change_set_name(&name)
-        .send()
-        .await
-        .map_err(|e| ctx.aws.error("ExecuteChangeSet", e))?;
     let (status, verdict) = wait_for(ctx, stack_name, |s| {
         states::apply_progress(s.map(String::as_str).unwrap_or(""))
     })
