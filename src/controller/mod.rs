@@ -15,6 +15,7 @@ mod metrics;
 mod outcome;
 mod pod;
 mod reconcile;
+mod reports;
 mod runs;
 mod source;
 mod steps;

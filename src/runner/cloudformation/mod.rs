@@ -7,6 +7,7 @@ pub mod changes;
 pub mod compare;
 pub mod drift;
 mod operations;
+mod stack;
 pub mod states;
 
 use std::collections::BTreeMap;
