@@ -45,15 +45,9 @@ async fn creates_then_plans_changes_for_approval_and_skips_no_ops() {
         s.stack_events
     );
     // The parameter read from a Secret reached the stack, and nothing of it is in status.
-    let described = env
-        .cfn
-        .describe_stacks()
-        .stack_name(&stack)
-        .send()
-        .await
-        .unwrap();
+    let deployed = described(&env.cfn, &stack).await;
     assert_eq!(
-        described.stacks()[0].parameters()[0].parameter_value(),
+        deployed.parameters()[0].parameter_value(),
         Some("hello from a Secret")
     );
     let status_json = serde_json::to_string(&s).unwrap();
@@ -62,7 +56,7 @@ async fn creates_then_plans_changes_for_approval_and_skips_no_ops() {
         "{status_json}"
     );
     // Landform's ownership tags next to the user's.
-    let tags: Vec<(String, String)> = described.stacks()[0]
+    let tags: Vec<(String, String)> = deployed
         .tags()
         .iter()
         .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
@@ -77,7 +71,7 @@ async fn creates_then_plans_changes_for_approval_and_skips_no_ops() {
     );
 
     // Unchanged template, planned again: no changes, nothing executed.
-    let updated_before = described.stacks()[0].last_updated_time().cloned();
+    let updated_before = deployed.last_updated_time().cloned();
     env.api
         .patch(
             "greeting",
@@ -98,19 +92,10 @@ async fn creates_then_plans_changes_for_approval_and_skips_no_ops() {
     })
     .await;
     assert!(!s.plan.as_ref().unwrap().pending);
-    let described = env
-        .cfn
-        .describe_stacks()
-        .stack_name(&stack)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        described.stacks()[0].last_updated_time().cloned(),
-        updated_before
-    );
+    let deployed = described(&env.cfn, &stack).await;
+    assert_eq!(deployed.last_updated_time().cloned(), updated_before);
     let no_op = format!("landform-{}", s.plan.as_ref().unwrap().id);
-    let described = env
+    let change_set = env
         .cfn
         .describe_change_set()
         .stack_name(&stack)
@@ -118,8 +103,8 @@ async fn creates_then_plans_changes_for_approval_and_skips_no_ops() {
         .send()
         .await;
     assert!(
-        described.is_err(),
-        "the empty change set {no_op} is cleaned up: {described:?}"
+        change_set.is_err(),
+        "the empty change set {no_op} is cleaned up: {change_set:?}"
     );
 
     // A new template under manual approval: a change set waits, and nothing changes until the
@@ -237,15 +222,9 @@ async fn rejected_templates_and_foreign_stacks_are_refused_clearly() {
     let s = env.wait_ready("foreign", "False", "StackNotOwned").await;
     let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert!(ready.message.contains("adoptExisting"), "{}", ready.message);
-    let described = env
-        .cfn
-        .describe_stacks()
-        .stack_name(&foreign)
-        .send()
-        .await
-        .unwrap();
+    let deployed = described(&env.cfn, &foreign).await;
     assert_eq!(
-        described.stacks()[0].parameters()[0].parameter_value(),
+        deployed.parameters()[0].parameter_value(),
         Some("made by hand"),
         "the foreign stack is untouched"
     );
@@ -279,15 +258,8 @@ async fn rejected_templates_and_foreign_stacks_are_refused_clearly() {
         format!("/{foreign}/greeting").as_bytes()
     );
     assert_eq!(
-        described.stacks()[0].last_updated_time(),
-        env.cfn
-            .describe_stacks()
-            .stack_name(&foreign)
-            .send()
-            .await
-            .unwrap()
-            .stacks()[0]
-            .last_updated_time(),
+        deployed.last_updated_time(),
+        described(&env.cfn, &foreign).await.last_updated_time(),
         "adopting without changes executes nothing"
     );
 }

@@ -117,14 +117,7 @@ async fn stacks_changed_out_of_band_are_reported_and_drift_only_changes_nothing(
     );
 
     // DriftOnly changed nothing: the stack is as it was left, untagged, with no change sets.
-    let stack = env
-        .cfn
-        .describe_stacks()
-        .stack_name(&watched)
-        .send()
-        .await
-        .unwrap();
-    let stack = &stack.stacks()[0];
+    let stack = described(&env.cfn, &watched).await;
     assert_eq!(
         stack.parameters()[0].parameter_value(),
         Some("changed by hand")

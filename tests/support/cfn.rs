@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_cloudformation::types::StackStatus;
+use aws_sdk_cloudformation::types::{Stack, StackStatus};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use landform::api::{CloudFormationStack, ObjectStatus};
@@ -65,6 +65,12 @@ pub async fn aws() -> (aws_sdk_cloudformation::Client, aws_sdk_s3::Client) {
         aws_sdk_cloudformation::Client::new(&conf),
         aws_sdk_s3::Client::from_conf(s3),
     )
+}
+
+/// The stack as DescribeStacks shows it.
+pub async fn described(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Stack {
+    let out = cfn.describe_stacks().stack_name(name).send().await.unwrap();
+    out.stacks()[0].clone()
 }
 
 pub async fn stack_status(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Option<StackStatus> {
