@@ -5,16 +5,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
-use serde_json::{Map, Value};
 
 use super::cloudformation::CloudError;
 use super::opentofu::EngineError;
 use super::spec::{RunResult, RunSpec, Work};
 use super::workspace;
-use crate::api::{OutputsSecret, ValuesFrom, ValuesFromKind};
+use crate::api::{OutputsSecret, ValuesFromKind};
 use crate::source::archive::Limits;
 use crate::source::cache::Cache;
 use crate::source::credentials;
@@ -186,78 +185,27 @@ pub(super) async fn secret_key(
     name: &str,
     key: &str,
 ) -> Result<Vec<u8>, RunError> {
+    Ok(versioned_secret_key(client, ns, name, key).await?.0)
+}
+
+/// A key of a Secret, and the Secret's resourceVersion (which stands for the value in plan IDs).
+pub(super) async fn versioned_secret_key(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<(Vec<u8>, String), RunError> {
     let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(name)
         .await
         .map_err(kube_err(format!("reading Secret {ns}/{name}")))?
         .ok_or_else(|| RunError::Input(format!("Secret {ns}/{name} does not exist")))?;
+    let version = secret.metadata.resource_version.unwrap_or_default();
     secret
         .data
         .and_then(|mut d| d.remove(key))
-        .map(|b| b.0)
+        .map(|b| (b.0, version))
         .ok_or_else(|| RunError::Input(format!("Secret {ns}/{name} has no key {key:?}")))
-}
-
-/// `base`, then each source of `from` (the spec field `field`) in order; later values win.
-pub(super) async fn resolve_values(
-    client: &Client,
-    spec: &RunSpec,
-    base: Map<String, Value>,
-    from: &[ValuesFrom],
-    field: &'static str,
-) -> Result<Map<String, Value>, RunError> {
-    let mut vars = base;
-    for src in from {
-        let ns = &spec.namespace;
-        let data: Option<BTreeMap<String, Vec<u8>>> = match src.kind {
-            ValuesFromKind::Secret => Api::<Secret>::namespaced(client.clone(), ns)
-                .get_opt(&src.name)
-                .await
-                .map_err(kube_err(format!("reading Secret {ns}/{}", src.name)))?
-                .map(|s| {
-                    s.data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0))
-                        .collect()
-                }),
-            ValuesFromKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), ns)
-                .get_opt(&src.name)
-                .await
-                .map_err(kube_err(format!("reading ConfigMap {ns}/{}", src.name)))?
-                .map(|c| {
-                    c.data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect()
-                }),
-        };
-        let Some(data) = data else {
-            if src.optional {
-                continue;
-            }
-            return Err(RunError::ValuesSourceNotFound {
-                field,
-                kind: src.kind,
-                namespace: ns.clone(),
-                name: src.name.clone(),
-            });
-        };
-        for (key, value) in data {
-            if src.keys.as_ref().is_some_and(|keys| !keys.contains(&key)) {
-                continue;
-            }
-            let text = String::from_utf8(value).map_err(|_| {
-                RunError::Input(format!(
-                    "{:?} {}: key {key} is not UTF-8 text",
-                    src.kind, src.name
-                ))
-            })?;
-            vars.insert(key, Value::String(text));
-        }
-    }
-    Ok(vars)
 }
 
 pub(super) fn owned_secret(

@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-/// Inputs of a plan. Variable values are hashed, never stored.
+/// Inputs of a plan. Variables stand in as [`crate::runner::values::Resolved::identity`]:
+/// values from the spec and ConfigMaps, Secrets by name and resourceVersion.
 pub struct PlanInputs<'a> {
     pub artifact_digest: &'a str,
     pub path: &'a str,

@@ -9,4 +9,5 @@ pub mod module;
 pub mod opentofu;
 pub mod plan;
 pub mod spec;
+pub mod values;
 pub mod workspace;

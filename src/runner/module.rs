@@ -11,11 +11,12 @@ use kube::api::{Api, ListParams};
 
 use super::execute::{
     self, LABEL_OWNER, LABEL_PART, LABEL_PLAN, Options, RunError, apply_secret, io_err, kube_err,
-    owned_secret, resolve_values, secret_key,
+    owned_secret, versioned_secret_key,
 };
 use super::identity::{self, PlanInputs};
 use super::opentofu::{PlanMode, Tofu};
 use super::spec::{Backend, DriftReport, ModuleRun, Operation, RunResult, RunSpec};
+use super::values::{self, Resolved};
 use super::{chunks, plan, workspace};
 
 /// Runs `spec` on the module `m` with the OpenTofu or Terraform binary `bin`.
@@ -31,10 +32,16 @@ pub async fn run(
         .iter()
         .map(|v| (v.name.clone(), v.value.clone()))
         .collect();
-    let vars = resolve_values(client, spec, base, &m.vars_from, "spec.varsFrom").await?;
+    let Resolved {
+        values: vars,
+        identity: vars_identity,
+    } = values::resolve(client, spec, base, &m.vars_from, "spec.varsFrom").await?;
+    // What stands for a backend read from a Secret in the plan ID (it may hold credentials).
+    let mut backend_identity = None;
     let raw_backend = match &m.backend {
         Backend::FromSecret { name, key } => {
-            let bytes = secret_key(client, &spec.namespace, name, key).await?;
+            let (bytes, version) = versioned_secret_key(client, &spec.namespace, name, key).await?;
+            backend_identity = Some(format!("Secret {name} key {key} version {version}"));
             Some(String::from_utf8(bytes).map_err(|_| {
                 RunError::Input(format!("Secret {name} key {key} is not UTF-8 text"))
             })?)
@@ -79,8 +86,8 @@ pub async fn run(
                 path: &m.path,
                 workspace: &m.workspace,
                 engine_version: &version,
-                vars: &vars,
-                backend: &backend,
+                vars: &vars_identity,
+                backend: backend_identity.as_deref().unwrap_or(&backend),
                 destroy: false,
             });
             tofu.plan(&ws.module, &plan_file, PlanMode::Normal).await?;

@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 
 use kube::Client;
 
-use super::execute::{self, Options, RunError, resolve_values, secret_key};
+use super::execute::{self, Options, RunError, secret_key};
 use super::spec::{Operation, RunResult, RunSpec, StackRun};
+use super::values;
 
 /// Ownership tags Landform puts on the stacks it creates; a stack without them (or with
 /// another object's) is only touched with `adoptExisting`.
@@ -142,10 +143,11 @@ pub async fn run(
             operations::apply(&ctx, &id).await?
         }
         Operation::Plan | Operation::Drift => {
-            let (template, params) = desired(client, spec, stack, opts).await?;
+            let (template, params, params_identity) = desired(client, spec, stack, opts).await?;
             let desired = operations::Desired {
                 template: &template,
                 params: &params,
+                params_identity: &params_identity,
                 artifact_digest: &spec.artifact.digest,
             };
             if spec.operation == Operation::Plan && stack.read_only {
@@ -175,13 +177,21 @@ pub async fn run(
     Ok(result)
 }
 
-/// The template from the artifact and the resolved parameters.
+/// The template from the artifact, the resolved parameters, and what stands for them in the
+/// plan ID (see [`values`]).
 async fn desired(
     client: &Client,
     spec: &RunSpec,
     stack: &StackRun,
     opts: &Options,
-) -> Result<(String, BTreeMap<String, String>), RunError> {
+) -> Result<
+    (
+        String,
+        BTreeMap<String, String>,
+        serde_json::Map<String, serde_json::Value>,
+    ),
+    RunError,
+> {
     let ws = execute::workspace(client, spec, "", opts).await?;
     let template_file = ws.module.join(&stack.template_path);
     let body = match std::fs::read(&template_file) {
@@ -205,21 +215,23 @@ async fn desired(
         .iter()
         .map(|p| (p.key.clone(), serde_json::Value::String(p.value.clone())))
         .collect();
-    let params = resolve_values(
+    let resolved = values::resolve(
         client,
         spec,
         base,
         &stack.parameters_from,
         "spec.parametersFrom",
     )
-    .await?
-    .into_iter()
-    .map(|(k, v)| match v {
-        serde_json::Value::String(s) => (k, s),
-        other => (k, other.to_string()),
-    })
-    .collect();
-    Ok((body, params))
+    .await?;
+    let params = resolved
+        .values
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect();
+    Ok((body, params, resolved.identity))
 }
 
 async fn access_keys(client: &Client, ns: &str, name: &str) -> Result<aws::AccessKeys, RunError> {

@@ -30,6 +30,8 @@ pub struct Ctx<'a> {
 pub struct Desired<'a> {
     pub template: &'a str,
     pub params: &'a BTreeMap<String, String>,
+    /// What stands for the parameters in the plan ID: never a value read from a Secret.
+    pub params_identity: &'a serde_json::Map<String, serde_json::Value>,
     pub artifact_digest: &'a str,
 }
 
@@ -40,13 +42,13 @@ pub fn change_set_name(plan_id: &str) -> String {
     format!("{CHANGE_SET_PREFIX}{plan_id}")
 }
 
-/// The plan ID: a hash of everything that shapes the change set. Parameter values are
-/// hashed, never stored.
+/// The plan ID: a hash of everything that shapes the change set. Parameters read from Secrets
+/// count by their Secret's resourceVersion, so the public ID reveals nothing of them.
 pub fn plan_id(ctx: &Ctx<'_>, d: &Desired<'_>) -> String {
     let s = ctx.stack;
     let canonical = serde_json::json!({
         "artifact": d.artifact_digest, "template": s.template_path, "stack": s.stack_name,
-        "parameters": d.params, "tags": s.tags, "capabilities": s.capabilities,
+        "parameters": d.params_identity, "tags": s.tags, "capabilities": s.capabilities,
         "role": s.role_arn, "region": s.region, "endpoint": s.endpoint_url,
     });
     let digest = crate::source::digest::sha256(canonical.to_string().as_bytes());
