@@ -239,6 +239,10 @@ async fn remove_change_sets(ctx: &Ctx<'_>) -> Result<(), CloudError> {
     Ok(())
 }
 
+/// Polls after an execution that shows no events of its own yet before trusting the stack's
+/// state (0.5 s growing to about 4 s each).
+const STALE_READS: u32 = 6;
+
 /// Executes the change set of plan `id` and waits for the stack.
 pub async fn apply(ctx: &Ctx<'_>, id: &str) -> Result<RunResult, CloudError> {
     let cfn = &ctx.aws.cfn;
@@ -300,11 +304,20 @@ pub async fn apply(ctx: &Ctx<'_>, id: &str) -> Result<RunResult, CloudError> {
             )));
         }
     }
-    let (status, verdict) = wait_for(ctx, stack_name, |s| {
-        states::apply_progress(s.map(String::as_str).unwrap_or(""))
-    })
-    .await?;
-    let events = events_since(ctx, stack_name, since.as_deref()).await?;
+    // A read right after ExecuteChangeSet may still show the stack's previous resting state
+    // (UPDATE_COMPLETE of the last update): a verdict counts once the operation has events.
+    let mut attempt = 0;
+    let (status, verdict, events) = loop {
+        let (status, verdict) = wait_for(ctx, stack_name, |s| {
+            states::apply_progress(s.map(String::as_str).unwrap_or(""))
+        })
+        .await?;
+        let events = events_since(ctx, stack_name, since.as_deref()).await?;
+        if !events.is_empty() || since.is_none() || attempt >= STALE_READS {
+            break (status, verdict, events);
+        }
+        pause(&mut attempt).await;
+    };
     let mut result = RunResult {
         succeeded: verdict == Progress::Succeeded,
         plan_id: Some(id.to_string()),
