@@ -528,6 +528,50 @@ async fn a_lock_left_by_a_killed_runner_is_released_and_the_retry_succeeds() {
 }
 
 #[tokio::test]
+async fn a_local_run_past_its_deadline_is_stopped_with_its_engine_and_its_lock_released() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "tf-deadline").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("provisioner.pid");
+    // The provisioner's shell records its PID, then outlives any sensible deadline.
+    let stuck = format!(
+        "resource \"terraform_data\" \"stuck\" {{\n  provisioner \"local-exec\" {{\n    command = \"echo $$ > {} && sleep 300\"\n  }}\n}}\n",
+        pid_file.display()
+    );
+    let repo = publish(&ns, "1", &stuck);
+    let api = create(
+        &client,
+        &ns,
+        "stuck",
+        json!({"interval": "10m", "approvePlan": "auto", "timeout": "10s", "maxRetries": 1,
+        "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+    let s = wait_ready(&api, "stuck", "RunnerLost").await;
+    let message = ready_message(&s);
+    assert!(
+        message.contains("stopped at its deadline of 10s"),
+        "{message}"
+    );
+    // The engine went with the runner: the provisioner's shell is gone, and the state lock it
+    // held was released.
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+    eventually("the provisioner to be stopped", WAIT, || async {
+        (!proc_dir.exists()).then_some(())
+    })
+    .await;
+    let unlocked = eventually("a StateUnlocked event", WAIT, || async {
+        let notes = events(&client, &ns, "StateUnlocked").await;
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await;
+    assert!(unlocked[0].contains("stuck-apply-"), "{unlocked:?}");
+}
+
+#[tokio::test]
 async fn runs_wait_for_a_free_slot() {
     let client = admin_client().await;
     install_crds(&client).await;

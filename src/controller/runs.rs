@@ -67,12 +67,36 @@ pub enum RunState {
 enum Slot {
     /// Taken when the run is decided, before status records it.
     Reserved,
-    /// A local run, killed at its deadline like a pod at its activeDeadlineSeconds.
-    Process {
-        child: Box<tokio::process::Child>,
-        deadline: std::time::Instant,
-    },
+    Process(Box<LocalRun>),
     Pod,
+}
+
+/// A local run. The runner leads its own process group, so that stopping it stops the engine
+/// it started too (OpenTofu and its provisioners), as the end of a pod would: an engine left
+/// running would still hold the state lock that a lost run's lock is released from.
+struct LocalRun {
+    child: tokio::process::Child,
+    /// Killed then, like a pod at its activeDeadlineSeconds.
+    deadline: std::time::Instant,
+    timeout: Duration,
+}
+
+impl LocalRun {
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for LocalRun {
+    fn drop(&mut self) {
+        if let (true, Some(pid)) = (self.running(), self.child.id()) {
+            // SAFETY: killpg only sends a signal. The child is not reaped (try_wait saw it
+            // running), so `pid` still names the group it leads, which holds only this run.
+            unsafe {
+                libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// What a pod run needs besides the spec.
@@ -159,10 +183,8 @@ impl Runs {
         };
         // Ended processes free their slots; their results are in their result Secrets.
         slots.retain(|_, slot| match slot {
-            // Dropping a process past its deadline kills it (kill_on_drop).
-            Slot::Process { child, deadline } => {
-                matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < *deadline
-            }
+            // One past its deadline is ended (and reported) by `state`.
+            Slot::Process(run) => run.running(),
             Slot::Reserved | Slot::Pod => true,
         });
         let prefix = format!("{namespace}/");
@@ -233,16 +255,14 @@ impl Runs {
         }
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .kill_on_drop(true);
+            .process_group(0);
         let child = cmd.spawn().map_err(LaunchError::Spawn)?;
-        let deadline = std::time::Instant::now() + timeout;
-        self.set_slot(
-            spec,
-            Slot::Process {
-                child: Box::new(child),
-                deadline,
-            },
-        );
+        let run = LocalRun {
+            child,
+            deadline: std::time::Instant::now() + timeout,
+            timeout,
+        };
+        self.set_slot(spec, Slot::Process(Box::new(run)));
         Ok(())
     }
 
@@ -285,15 +305,20 @@ impl Runs {
         if let Ok(mut slots) = self.slots.lock() {
             match slots.get_mut(&key) {
                 Some(Slot::Reserved) => return RunState::Running,
-                Some(Slot::Process { child, deadline }) => {
-                    return match child.try_wait() {
-                        Ok(None) if std::time::Instant::now() < *deadline => RunState::Running,
-                        // Past its deadline: killed (on drop), and reported lost.
-                        _ => {
-                            slots.remove(&key);
-                            RunState::Ended(None)
-                        }
-                    };
+                Some(Slot::Process(run)) => {
+                    let running = run.running();
+                    if running && std::time::Instant::now() < run.deadline {
+                        return RunState::Running;
+                    }
+                    let detail = running.then(|| {
+                        format!(
+                            "stopped at its deadline of {}s (spec.timeout, default --run-timeout)",
+                            run.timeout.as_secs()
+                        )
+                    });
+                    // Dropping the run stops its process group.
+                    slots.remove(&key);
+                    return RunState::Ended(detail);
                 }
                 Some(Slot::Pod) | None => {}
             }
