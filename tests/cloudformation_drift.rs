@@ -25,6 +25,18 @@ fn greeting(value: &str) -> Parameter {
         .build()
 }
 
+/// UpdateStack, as someone working behind Landform's back would.
+async fn update_by_hand(env: &Env, stack: &str, template: &str, value: &str) {
+    env.cfn
+        .update_stack()
+        .stack_name(stack)
+        .template_body(template)
+        .parameters(greeting(value))
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn stacks_changed_out_of_band_are_reported_and_drift_only_changes_nothing() {
     let env = setup("cfn-drift").await;
@@ -69,14 +81,7 @@ async fn stacks_changed_out_of_band_are_reported_and_drift_only_changes_nothing(
     assert_eq!(stack_status(&env.cfn, &env.stack("absent")).await, None);
 
     // Updated behind Landform's back: another template (a queue more) and another parameter.
-    env.cfn
-        .update_stack()
-        .stack_name(&watched)
-        .template_body(template_v2())
-        .parameters(greeting("changed by hand"))
-        .send()
-        .await
-        .unwrap();
+    update_by_hand(&env, &watched, &template_v2(), "changed by hand").await;
     let s = wait_drift(&env, "watched", DriftState::Drifted).await;
     let drift = s.drift.unwrap();
     let found: Vec<(&str, &str, Vec<String>)> = drift
@@ -140,14 +145,7 @@ async fn stacks_changed_out_of_band_are_reported_and_drift_only_changes_nothing(
     );
 
     // Undone out of band: in sync again, and one DriftResolved event says so.
-    env.cfn
-        .update_stack()
-        .stack_name(&watched)
-        .template_body(TEMPLATE_V1)
-        .parameters(greeting("hello"))
-        .send()
-        .await
-        .unwrap();
+    update_by_hand(&env, &watched, TEMPLATE_V1, "hello").await;
     wait_drift(&env, "watched", DriftState::InSync).await;
     eventually("a DriftResolved event", WAIT, || async {
         let notes = events(&env.client, &env.ns, "DriftResolved").await;
