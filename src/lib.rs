@@ -3,8 +3,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod contract;
 pub mod controller;
-pub mod runner;
+pub mod engine;
 pub mod source;
 pub mod telemetry;
 pub mod tls;

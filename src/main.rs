@@ -48,12 +48,12 @@ fn main() -> ExitCode {
         Command::Push(args) => run_cli(async move {
             cli::oci::push(args)
                 .await
-                .map_err(|e| (e.reason(), e.to_string()))
+                .map_err(|e| (e.reason().as_str(), e.to_string()))
         }),
         Command::Pull(args) => run_cli(async move {
             cli::oci::pull(args)
                 .await
-                .map_err(|e| (e.reason(), e.to_string()))
+                .map_err(|e| (e.reason().as_str(), e.to_string()))
         }),
         Command::Plan(args) => run_cli(async move {
             cli::objects::show(args)

@@ -87,7 +87,7 @@ async fn creates_then_plans_changes_for_approval_and_skips_no_ops() {
         let planned = s.conditions.iter().find(|c| c.type_ == "Planned")?;
         (s.last_handled_reconcile_at.as_deref() == Some("again")
             && planned.reason == "NoChanges"
-            && s.run.as_ref()?.phase != "Running")
+            && s.run.as_ref()?.phase != landform::api::RunPhase::Running)
             .then_some(s)
     })
     .await;

@@ -7,8 +7,8 @@ use std::path::Path;
 use aws_sdk_cloudformation::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
 use aws_smithy_types::body::SdkBody;
-use landform::runner::cloudformation::aws::classify;
-use landform::runner::cloudformation::drift::{Detection, detect};
+use landform::engine::cloudformation::aws::classify;
+use landform::engine::cloudformation::drift::{Detection, detect};
 
 const ENDPOINT: &str = "https://cloudformation.us-east-1.amazonaws.com/";
 
@@ -136,7 +136,7 @@ async fn throttling_is_retried_then_an_error_with_its_reason_not_a_missing_api()
         ("DetectStackDrift", Some("Throttling"), Some(400))
     );
     assert_eq!(
-        classify(err.op, "Throttling", err.message).reason(),
+        <&str>::from(classify(err.op, "Throttling", err.message).reason()),
         "Throttled"
     );
 }

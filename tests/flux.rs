@@ -101,7 +101,7 @@ async fn follows_an_oci_repository_and_verifies_its_artifact() {
         landform::source::fetch::download(&http, &first.url, &wrong, &work.path().join("bad.tgz"))
             .await
             .unwrap_err();
-    assert_eq!(err.reason(), "DigestMismatch");
+    assert_eq!(err.reason().as_str(), "DigestMismatch");
     assert!(
         err.to_string().contains(&wrong.to_string()) && err.to_string().contains(&first.digest),
         "{err}"

@@ -259,7 +259,7 @@ async fn resolves_tags_semver_ranges_and_digests_without_downloading() {
     let got = reg.resolve(&repo, Some(&by_digest)).await.unwrap();
     assert_eq!(got.digest, digests["1.0.0"], "a digest wins over a tag");
     let err = reg.resolve(&repo, Some(&r(">=3", None))).await.unwrap_err();
-    assert_eq!(err.reason(), "NoMatchingVersion");
+    assert_eq!(err.reason().as_str(), "NoMatchingVersion");
     assert!(err.to_string().contains(">=3"), "{err}");
     let missing = OciRef {
         tag: Some("9.9.9".into()),
@@ -269,7 +269,8 @@ async fn resolves_tags_semver_ranges_and_digests_without_downloading() {
         reg.resolve(&repo, Some(&missing))
             .await
             .unwrap_err()
-            .reason(),
+            .reason()
+            .as_str(),
         "ArtifactNotFound"
     );
 }

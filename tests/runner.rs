@@ -7,7 +7,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
 use landform::api::Terraform;
-use landform::runner::spec::RunResult;
+use landform::contract::RunResult;
 use serde_json::{Value, json};
 use support::*;
 

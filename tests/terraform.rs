@@ -115,7 +115,7 @@ async fn auto_approval_plans_applies_and_writes_outputs() {
         .unwrap();
     let name: String = serde_json::from_slice(&outputs["name"].0).unwrap();
     assert!(name.contains('-'));
-    assert_eq!(s.run.unwrap().phase, "Succeeded");
+    assert_eq!(s.run.unwrap().phase, landform::api::RunPhase::Succeeded);
 }
 
 #[tokio::test]

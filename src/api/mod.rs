@@ -23,8 +23,8 @@ pub use conditions::{
 };
 pub use duration::Duration;
 pub use status::{
-    ArtifactStatus, DriftState, DriftStatus, LockStatus, ObjectStatus, PlanStatus, PlanSummary,
-    ResourceChange, RunStatus, StackEvent,
+    ArtifactStatus, DriftState, DriftStatus, LockStatus, ObjectStatus, Operation, PlanStatus,
+    PlanSummary, ResourceChange, RunPhase, RunStatus, StackEvent,
 };
 pub use terraform::{BackendSpec, Engine, Terraform, TerraformSpec, Variable};
 
@@ -35,6 +35,8 @@ use kube::{CustomResourceExt, Resource, ResourceExt, core::NamespaceResourceScop
 pub const GROUP: &str = "landform.dev";
 /// The finalizer Landform holds on the objects it manages.
 pub const FINALIZER: &str = "landform.dev/finalizer";
+/// Flux's annotation for "reconcile now"; honoured so that `flux reconcile`-style tooling works.
+pub const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 
 /// Every CustomResourceDefinition Landform serves, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {

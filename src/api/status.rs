@@ -179,17 +179,69 @@ pub enum DriftState {
     Unknown,
 }
 
+/// The operation of a run.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Plan and keep the saved plan.
+    #[default]
+    Plan,
+    /// Apply a saved plan (`plan_id`).
+    Apply,
+    /// Plan a destroy and apply it.
+    Destroy,
+    /// Compare the infrastructure with what was applied (OpenTofu: a refresh-only plan;
+    /// CloudFormation: drift detection and the deployed template). Never changes anything.
+    Drift,
+}
+
+/// Where a run stands.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr,
+)]
+pub enum RunPhase {
+    /// Recorded, not started yet.
+    Pending,
+    /// Started; its result is not taken yet.
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl Operation {
+    /// As status and run names spell it: `plan`, `apply`, `destroy`, `drift`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A run: one engine operation in one runner pod.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunStatus {
     pub name: String,
     /// plan, apply, destroy or drift.
-    pub operation: String,
+    #[schemars(with = "String")]
+    pub operation: Operation,
     /// Pending, Running, Succeeded or Failed.
-    pub phase: String,
+    #[schemars(with = "String")]
+    pub phase: RunPhase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// Hash of the plan-shaping spec fields the run started with: a plan made from a spec
+    /// that changed meanwhile is superseded, and made again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
 }
 
 /// The state lock as Landform knows it.

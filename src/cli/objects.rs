@@ -5,7 +5,7 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 
 use crate::api::{CloudFormationStack, ObjectStatus, PlanStatus, Terraform};
-use crate::controller::work::Runnable;
+use crate::controller::kinds::Kind;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ObjectArgs {
@@ -46,85 +46,89 @@ impl CliError {
     }
 }
 
-/// An object of either kind, named on the command line.
-struct Object {
+/// The kinds the command line knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    Terraform,
+    CloudFormationStack,
+}
+
+/// Whether `word` names kind `K` as kubectl would: its short name, kind or plural.
+fn names<K: Kind>(word: &str) -> bool {
+    let word = word.to_ascii_lowercase();
+    word == K::SHORT_NAME || word == K::kind(&()).to_ascii_lowercase() || word == K::plural(&())
+}
+
+/// `KIND/NAME`: which kind it names, and the name.
+fn parse(object: &str) -> Result<(Which, &str), CliError> {
+    let usage = || {
+        CliError::Usage(format!(
+            "{object:?}: name the object as tf/NAME or cfnstack/NAME"
+        ))
+    };
+    let (kind, name) = object
+        .split_once('/')
+        .filter(|(_, name)| !name.is_empty())
+        .ok_or_else(usage)?;
+    if names::<Terraform>(kind) {
+        Ok((Which::Terraform, name))
+    } else if names::<CloudFormationStack>(kind) {
+        Ok((Which::CloudFormationStack, name))
+    } else {
+        Err(usage())
+    }
+}
+
+/// Runs `$body` with `$obj` bound to the object `$args` names, whatever its kind.
+macro_rules! with_object {
+    ($args:expr, |$obj:ident| $body:expr) => {
+        match parse(&$args.object)? {
+            (Which::Terraform, name) => {
+                let $obj = Object::<Terraform>::find(name, $args).await?;
+                $body
+            }
+            (Which::CloudFormationStack, name) => {
+                let $obj = Object::<CloudFormationStack>::find(name, $args).await?;
+                $body
+            }
+        }
+    };
+}
+
+/// An object named on the command line.
+struct Object<K> {
     /// How it is named in messages: `tf/NAME`, `cfnstack/NAME`.
     label: String,
     name: String,
     ns: String,
-    /// For "changed outside …", as the controller words it.
-    changed_outside: &'static str,
-    client: Client,
-    stack: bool,
+    api: Api<K>,
 }
 
-impl Object {
-    async fn find(args: &ObjectArgs) -> Result<Self, CliError> {
-        let (stack, name) = parse(&args.object)?;
+impl<K: Kind> Object<K> {
+    async fn find(name: &str, args: &ObjectArgs) -> Result<Self, CliError> {
         let client = Client::try_default().await?;
         let ns = args
             .namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string());
         Ok(Self {
-            label: format!("{}/{name}", if stack { "cfnstack" } else { "tf" }),
+            label: format!("{}/{name}", K::SHORT_NAME),
             name: name.to_string(),
+            api: Api::namespaced(client, &ns),
             ns,
-            changed_outside: if stack {
-                <CloudFormationStack as Runnable>::CHANGED_OUTSIDE
-            } else {
-                <Terraform as Runnable>::CHANGED_OUTSIDE
-            },
-            client,
-            stack,
         })
     }
 
     async fn status(&self) -> Result<Option<ObjectStatus>, CliError> {
-        Ok(if self.stack {
-            Api::<CloudFormationStack>::namespaced(self.client.clone(), &self.ns)
-                .get(&self.name)
-                .await?
-                .status
-        } else {
-            Api::<Terraform>::namespaced(self.client.clone(), &self.ns)
-                .get(&self.name)
-                .await?
-                .status
-        })
+        Ok(self.api.get(&self.name).await?.object_status().cloned())
     }
 
     async fn patch(&self, patch: &serde_json::Value) -> Result<(), CliError> {
-        let params = PatchParams::default();
-        if self.stack {
-            Api::<CloudFormationStack>::namespaced(self.client.clone(), &self.ns)
-                .patch(&self.name, &params, &Patch::Merge(patch))
-                .await?;
-        } else {
-            Api::<Terraform>::namespaced(self.client.clone(), &self.ns)
-                .patch(&self.name, &params, &Patch::Merge(patch))
-                .await?;
-        }
+        self.api
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
         Ok(())
     }
-}
-
-/// `KIND/NAME`: whether it names a stack, and the name.
-fn parse(object: &str) -> Result<(bool, &str), CliError> {
-    let stack = match object.split_once('/') {
-        Some(("tf" | "terraform" | "terraforms", name)) if !name.is_empty() => (false, name),
-        Some(("cfnstack" | "cloudformationstack" | "cloudformationstacks", name))
-            if !name.is_empty() =>
-        {
-            (true, name)
-        }
-        _ => {
-            return Err(CliError::Usage(format!(
-                "{object:?}: name the object as tf/NAME or cfnstack/NAME"
-            )));
-        }
-    };
-    Ok(stack)
 }
 
 /// The plan, as a person reads it.
@@ -163,12 +167,12 @@ pub fn render(object: &str, plan: &PlanStatus) -> String {
 }
 
 pub async fn show(args: ObjectArgs) -> Result<String, CliError> {
-    let obj = Object::find(&args).await?;
-    let plan =
-        obj.status().await?.and_then(|s| s.plan).ok_or_else(|| {
+    with_object!(&args, |obj| {
+        let plan = obj.status().await?.and_then(|s| s.plan).ok_or_else(|| {
             CliError::Refused(format!("{} in {} has no plan yet", obj.label, obj.ns))
         })?;
-    Ok(render(&obj.label, &plan))
+        Ok(render(&obj.label, &plan))
+    })
 }
 
 /// The drift report, as a person reads it.
@@ -199,18 +203,25 @@ pub fn render_drift(object: &str, engine: &str, drift: &crate::api::DriftStatus)
 }
 
 pub async fn drift(args: ObjectArgs) -> Result<String, CliError> {
-    let obj = Object::find(&args).await?;
+    with_object!(&args, |obj| drift_of(obj).await)
+}
+
+async fn drift_of<K: Kind>(obj: Object<K>) -> Result<String, CliError> {
     let drift = obj.status().await?.and_then(|s| s.drift).ok_or_else(|| {
         CliError::Refused(format!(
             "{} in {} has not been checked for drift (set spec.drift or mode: DriftOnly)",
             obj.label, obj.ns
         ))
     })?;
-    Ok(render_drift(&obj.label, obj.changed_outside, &drift))
+    Ok(render_drift(&obj.label, K::WORDING.changed_outside, &drift))
 }
 
 pub async fn approve(args: ApproveArgs) -> Result<String, CliError> {
-    let obj = Object::find(&args.object).await?;
+    with_object!(&args.object, |obj| approve_plan(obj, args.plan.as_deref())
+        .await)
+}
+
+async fn approve_plan<K: Kind>(obj: Object<K>, wanted: Option<&str>) -> Result<String, CliError> {
     let plan = obj
         .status()
         .await?
@@ -222,8 +233,8 @@ pub async fn approve(args: ApproveArgs) -> Result<String, CliError> {
                 obj.label, obj.ns
             ))
         })?;
-    if let Some(wanted) = &args.plan
-        && !plan.id.starts_with(wanted.as_str())
+    if let Some(wanted) = wanted
+        && !plan.id.starts_with(wanted)
     {
         return Err(CliError::Refused(format!(
             "plan {wanted} is not the current plan of {} ({}); it is stale and cannot be approved",
@@ -298,9 +309,17 @@ mod tests {
 
     #[test]
     fn names_objects_as_kind_slash_name() {
-        assert_eq!(parse("tf/vpc").unwrap(), (false, "vpc"));
-        assert_eq!(parse("terraform/vpc").unwrap(), (false, "vpc"));
-        assert_eq!(parse("cfnstack/net").unwrap(), (true, "net"));
+        assert_eq!(parse("tf/vpc").unwrap(), (Which::Terraform, "vpc"));
+        assert_eq!(parse("terraform/vpc").unwrap(), (Which::Terraform, "vpc"));
+        assert_eq!(parse("terraforms/vpc").unwrap(), (Which::Terraform, "vpc"));
+        assert_eq!(
+            parse("cfnstack/net").unwrap(),
+            (Which::CloudFormationStack, "net")
+        );
+        assert_eq!(
+            parse("CloudFormationStacks/net").unwrap(),
+            (Which::CloudFormationStack, "net")
+        );
         assert!(parse("vpc").is_err() && parse("pod/x").is_err() && parse("tf/").is_err());
     }
 }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::runner::execute::{self, Options};
-use crate::runner::spec::RunSpec;
+use crate::contract::RunSpec;
+use crate::engine::{self, Options};
 use crate::source::archive::Limits;
 
 #[derive(Clone, Debug, clap::Args)]
@@ -68,7 +68,7 @@ pub async fn run(args: RunnerArgs) -> ExitCode {
         in_cluster: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
         kubeconfig: std::env::var_os("KUBECONFIG").map(PathBuf::from),
     };
-    match execute::run(&client, &spec, &opts).await {
+    match engine::run(&client, &spec, &opts).await {
         Ok(result) => {
             println!("{}", serde_json::to_string(&result).unwrap_or_default());
             if result.succeeded {

@@ -5,14 +5,15 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 
+use super::advance;
 use super::context::Context;
-use super::flow;
-use super::outcome::{self, Outcome};
-use super::reconcile::{Error, publish, retry_policy, write_status};
-use super::runs::RunState;
-use super::work::Runnable;
-use crate::api::{Managed, Mode};
-use crate::runner::execute::LABEL_OWNER;
+use super::decide::collect::RunState;
+use super::decide::outcome::{self, EventSpec, Outcome, RetryPolicy};
+use super::kinds::Kind;
+use super::runs::PodInputs;
+use super::status::{self, Error, publish};
+use crate::api::{Managed, Mode, RunPhase};
+use crate::contract::{Operation, names::LABEL_OWNER};
 
 /// The documented escape hatch: release the object without destroying anything.
 pub const SKIP_DESTROY: &str = "landform.dev/skip-destroy";
@@ -32,11 +33,7 @@ pub enum Release {
 }
 
 /// Work that must happen before the finalizer goes.
-pub async fn before_release<K: Runnable>(
-    obj: &K,
-    ctx: &Context,
-    ns: &str,
-) -> Result<Release, Error> {
+pub async fn before_release<K: Kind>(obj: &K, ctx: &Context, ns: &str) -> Result<Release, Error> {
     let never = Release::Now { destroyed: false };
     let common = obj.common();
     // A run in flight finishes first, whatever happens next: releasing the object under it
@@ -44,7 +41,7 @@ pub async fn before_release<K: Runnable>(
     let running = obj
         .object_status()
         .and_then(|s| s.run.as_ref())
-        .filter(|r| r.phase == "Running");
+        .filter(|r| r.phase == RunPhase::Running);
     if let Some(run) = running
         && ctx.runs.state(ns, &run.name).await == RunState::Running
     {
@@ -58,17 +55,17 @@ pub async fn before_release<K: Runnable>(
     }
     let status = obj.object_status();
     let generation = obj.meta().generation;
-    let policy = retry_policy(obj, None);
+    let policy = RetryPolicy::new(None, &obj.uid().unwrap_or_default());
     if let Some(wait) = outcome::backing_off(status, generation, &policy, jiff::Timestamp::now()) {
         return Ok(Release::Later(Action::requeue(wait)));
     }
     let mut work = status.cloned().unwrap_or_default();
-    let (result, launch) = flow::teardown(obj, &mut work, ctx).await;
+    let (result, launch) = advance::teardown(obj, &mut work, ctx).await;
     let Some(result) = result else {
         let destroyed = work
             .run
             .as_ref()
-            .is_some_and(|r| r.operation == "destroy" && r.phase == "Succeeded");
+            .is_some_and(|r| r.operation == Operation::Destroy && r.phase == RunPhase::Succeeded);
         return Ok(Release::Now { destroyed });
     };
     let result = match result {
@@ -87,16 +84,14 @@ pub async fn before_release<K: Runnable>(
     };
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
     let settled = outcome::settle(Some(&work), generation, result, &policy, now);
-    if let Err(e) = write_status(obj, ctx, ns, &settled).await {
+    if let Err(e) = status::write(obj, ctx, ns, &settled).await {
         if let Some(spec) = &launch {
             ctx.runs.cancel(&spec.namespace, &spec.name);
         }
         return Err(e);
     }
-    // Only once the run is recorded in status is it started (see flow::advance).
-    ctx.runs
-        .launch(launch, super::runs::PodInputs::of(common))
-        .await;
+    // Only once the run is recorded in status is it started (see advance).
+    ctx.runs.launch(launch, PodInputs::of(common)).await;
     Ok(Release::Later(
         settled
             .requeue
@@ -149,14 +144,10 @@ pub async fn cleanup<K: Managed>(obj: &K, ctx: &Context, destroyed: bool) -> Res
             "Deleted; nothing had been applied, so there was nothing to destroy".to_string(),
         )
     };
-    let event = outcome::EventSpec {
-        warning,
-        reason: if warning {
-            "DestroySkipped".into()
-        } else {
-            "Finalized".into()
-        },
-        note,
+    let event = if warning {
+        EventSpec::warning("DestroySkipped", note)
+    } else {
+        EventSpec::normal("Finalized", note)
     };
     publish(ctx, obj, &event).await;
     Ok(Action::await_change())

@@ -1,5 +1,5 @@
-//! State locks of the default `kubernetes` backend: a Lease `lock-tfstate-<workspace>-<name>`
-//! whose holder is OpenTofu's lock ID. Landform records which run holds it, and when that run's
+//! State locks of the default `kubernetes` backend: a Lease (named by
+//! [`super::kinds::Kind::state_lease`]) whose holder is OpenTofu's lock ID. Landform records which run holds it, and when that run's
 //! runner is gone, releases the lock with exactly that ID instead of leaving it forever.
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -7,22 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 
 use super::context::Context;
-use crate::api::{LockStatus, Terraform};
-
-/// The Lease name of an object's state lock, if it uses the default backend.
-pub fn lease_name(tf: &Terraform) -> Option<String> {
-    if tf
-        .spec
-        .backend
-        .as_ref()
-        .is_some_and(|b| b.config.is_some() || b.config_from.is_some())
-    {
-        return None;
-    }
-    let workspace = tf.spec.workspace.as_deref().unwrap_or("default");
-    let name = kube::ResourceExt::name_any(tf);
-    Some(format!("lock-tfstate-{workspace}-{name}"))
-}
+use crate::api::LockStatus;
 
 /// Who holds the lock now, as status shows it (`None`: nobody).
 pub async fn observe(ctx: &Context, ns: &str, lease: &str, run: &str) -> Option<LockStatus> {

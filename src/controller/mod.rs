@@ -1,25 +1,21 @@
 //! `landform controller`: watches `Terraform` and `CloudFormationStack` objects and reconciles
 //! them.
 
-mod backoff;
+mod advance;
 mod context;
+pub mod decide;
 mod deletion;
-mod depends;
 mod events;
-mod flow;
 mod http;
+pub mod kinds;
 mod leader;
-mod lifecycle;
 mod locks;
 mod metrics;
-mod outcome;
 mod pod;
 mod reconcile;
-mod reports;
 mod runs;
 mod source;
-mod steps;
-pub mod work;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -195,7 +191,7 @@ async fn flux_kinds_served(client: &Client) -> Vec<SourceKind> {
     served
 }
 
-async fn run_kind<K: work::Runnable>(
+async fn run_kind<K: kinds::Kind>(
     ctx: Arc<Context>,
     namespace: Option<String>,
     concurrency: u16,
@@ -242,7 +238,10 @@ async fn run_kind<K: work::Runnable>(
             Some(ns) => Api::namespaced(ctx.client.clone(), ns),
             None => Api::all(ctx.client.clone()),
         };
-        controller = controller.owns(pods, watcher::Config::default().labels(pod::LABEL_RUN));
+        controller = controller.owns(
+            pods,
+            watcher::Config::default().labels(crate::contract::names::LABEL_RUN),
+        );
     }
     // A dependency that changes brings its dependents back.
     let store = controller.store();

@@ -13,10 +13,8 @@ use k8s_openapi::api::core::v1::{
 use kube::api::ObjectMeta;
 
 use crate::api::RunnerPodTemplate;
-use crate::runner::execute::LABEL_OWNER;
-use crate::runner::spec::RunSpec;
-
-pub const LABEL_RUN: &str = "landform.dev/run";
+use crate::contract::RunSpec;
+use crate::contract::names::{self, LABEL_OWNER, LABEL_RUN, SPEC_KEY};
 pub const SPEC_DIR: &str = "/etc/landform/run";
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "landform-runner";
 /// UID and GID of the runner image's user.
@@ -71,9 +69,9 @@ pub fn build(
     let default = RunnerPodTemplate::default();
     let t = template.unwrap_or(&default);
     let config_map = ConfigMap {
-        metadata: meta(spec, format!("{}-spec", spec.name), &BTreeMap::new()),
+        metadata: meta(spec, names::spec_config_map(&spec.name), &BTreeMap::new()),
         data: Some(BTreeMap::from([(
-            "run.json".to_string(),
+            SPEC_KEY.to_string(),
             serde_json::to_string(spec)?,
         )])),
         ..Default::default()
@@ -103,7 +101,7 @@ pub fn build(
         Volume {
             name: "run-spec".into(),
             config_map: Some(ConfigMapVolumeSource {
-                name: format!("{}-spec", spec.name),
+                name: names::spec_config_map(&spec.name),
                 ..Default::default()
             }),
             ..Default::default()
@@ -121,7 +119,7 @@ pub fn build(
         command: Some(vec!["landform".into(), "runner".into()]),
         args: Some(vec![
             "--spec".into(),
-            format!("{SPEC_DIR}/run.json"),
+            format!("{SPEC_DIR}/{SPEC_KEY}"),
             "--cache-dir".into(),
             "/tmp/landform/artifacts".into(),
         ]),
@@ -182,7 +180,7 @@ pub fn build(
 mod tests {
     use super::*;
     use crate::api::RunnerPodSpec;
-    use crate::runner::spec::{ArtifactRef, Backend, ModuleRun, Operation, Owner, Work};
+    use crate::contract::{ArtifactRef, Backend, ModuleRun, Operation, Owner, Work};
 
     fn spec() -> RunSpec {
         RunSpec {
@@ -255,7 +253,7 @@ mod tests {
         assert_eq!((owner.name.as_str(), owner.controller), ("vpc", Some(true)));
         assert_eq!(owner.block_owner_deletion, None);
         assert_eq!(pod.metadata.labels.unwrap()[LABEL_RUN], "vpc-plan-abc123");
-        let run_json = &cm.data.unwrap()["run.json"];
+        let run_json = &cm.data.unwrap()[SPEC_KEY];
         assert_eq!(serde_json::from_str::<RunSpec>(run_json).unwrap(), spec());
     }
 

@@ -12,9 +12,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
 
+use super::decide::collect::RunState;
 use super::pod::{self, PodSettings};
 use crate::api::RunnerPodTemplate;
-use crate::runner::spec::RunSpec;
+use crate::contract::{RunSpec, names};
 
 /// How runs are executed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -52,16 +53,6 @@ pub struct Full {
     pub limit: usize,
     pub scope: String,
     pub flag: &'static str,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum RunState {
-    Running,
-    /// It ended; its result, if it wrote one, is in the result Secret. The detail says how a
-    /// pod ended (e.g. DeadlineExceeded), when known.
-    Ended(Option<String>),
-    /// This controller does not know the run (it restarted since, or the pod was deleted).
-    Unknown,
 }
 
 enum Slot {
@@ -375,7 +366,7 @@ impl Runs {
                         .delete(name, &dp)
                         .await;
                     let _ = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
-                        .delete(&format!("{name}-spec"), &dp)
+                        .delete(&names::spec_config_map(name), &dp)
                         .await;
                 }
             }

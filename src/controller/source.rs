@@ -47,7 +47,7 @@ impl SourceError {
             Self::CredentialsNotFound { .. } => "CredentialsNotFound",
             Self::CredentialsInvalid { .. } => "CredentialsInvalid",
             Self::Api { .. } => "SourceUnavailable",
-            Self::Fetch(e) => e.reason(),
+            Self::Fetch(e) => e.reason().as_str(),
         }
     }
 

@@ -81,12 +81,13 @@ pub enum ExtractError {
 
 impl ExtractError {
     /// Condition reason and metric label.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> super::SourceReason {
+        use super::SourceReason as R;
         match self {
-            Self::TooLarge { .. } | Self::TooManyFiles { .. } => "ArtifactTooLarge",
-            Self::Corrupt(_) => "InvalidArtifact",
-            Self::Write { .. } => "ExtractionFailed",
-            _ => "UnsafeArtifact",
+            Self::TooLarge { .. } | Self::TooManyFiles { .. } => R::ArtifactTooLarge,
+            Self::Corrupt(_) => R::InvalidArtifact,
+            Self::Write { .. } => R::ExtractionFailed,
+            _ => R::UnsafeArtifact,
         }
     }
 }
@@ -385,7 +386,7 @@ mod tests {
         );
         let err = res.unwrap_err();
         assert!(matches!(err, ExtractError::ParentDir { .. }), "{err}");
-        assert_eq!(err.reason(), "UnsafeArtifact");
+        assert_eq!(err.reason(), crate::source::SourceReason::UnsafeArtifact);
         assert!(err.to_string().contains("\"../evil.tf\""));
 
         let (_d, res) = run(
@@ -471,7 +472,7 @@ mod tests {
             },
         );
         let err = res.unwrap_err();
-        assert_eq!(err.reason(), "ArtifactTooLarge");
+        assert_eq!(err.reason(), crate::source::SourceReason::ArtifactTooLarge);
         assert!(err.to_string().contains("9999 bytes"), "{err}");
         let many = archive(&[
             ("a", Regular, "", b""),
@@ -497,6 +498,9 @@ mod tests {
             &gzip(b"this is not a tar archive at all, just text that goes on"),
             Limits::default(),
         );
-        assert_eq!(res.unwrap_err().reason(), "InvalidArtifact");
+        assert_eq!(
+            res.unwrap_err().reason(),
+            crate::source::SourceReason::InvalidArtifact
+        );
     }
 }

@@ -149,7 +149,7 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert_eq!(err.reason(), "InvalidArtifact");
+        assert_eq!(err.reason(), crate::source::SourceReason::InvalidArtifact);
         assert!(!cache.dir_for(&other).exists());
         let leftovers: Vec<_> = std::fs::read_dir(cache.dir_for(&other).parent().unwrap())
             .unwrap()

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
+use super::SourceReason;
 use super::digest::{Digest, Hasher};
 
 /// Why an artifact could not be fetched. `reason()` is the condition reason.
@@ -44,17 +45,17 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> SourceReason {
         match self {
-            Self::InvalidSource(_) => "InvalidSource",
-            Self::Unreachable { .. } => "SourceUnavailable",
-            Self::Unauthorized { .. } => "SourceUnauthorized",
-            Self::NotFound { .. } => "ArtifactNotFound",
-            Self::NoMatchingVersion { .. } => "NoMatchingVersion",
-            Self::NoLayer { .. } => "InvalidArtifact",
-            Self::DigestMismatch { .. } => "DigestMismatch",
+            Self::InvalidSource(_) => SourceReason::InvalidSource,
+            Self::Unreachable { .. } => SourceReason::SourceUnavailable,
+            Self::Unauthorized { .. } => SourceReason::SourceUnauthorized,
+            Self::NotFound { .. } => SourceReason::ArtifactNotFound,
+            Self::NoMatchingVersion { .. } => SourceReason::NoMatchingVersion,
+            Self::NoLayer { .. } => SourceReason::InvalidArtifact,
+            Self::DigestMismatch { .. } => SourceReason::DigestMismatch,
             Self::Extract(e) => e.reason(),
-            Self::Failed { .. } => "FetchFailed",
+            Self::Failed { .. } => SourceReason::FetchFailed,
         }
     }
 
@@ -168,7 +169,7 @@ mod tests {
         let err = write_verified(chunks(), &sha256(b"other"), "the artifact", &dest)
             .await
             .unwrap_err();
-        assert_eq!(err.reason(), "DigestMismatch");
+        assert_eq!(err.reason(), SourceReason::DigestMismatch);
         let msg = err.to_string();
         assert!(
             msg.contains(&sha256(b"other").to_string())

@@ -9,3 +9,6 @@ pub mod fetch;
 pub mod flux;
 pub mod oci;
 pub mod pack;
+mod reason;
+
+pub use reason::SourceReason;

@@ -1,10 +1,7 @@
-//! `dependsOn`: an object runs only once every dependency is Ready and has applied the
-//! revision its own source offers now.
+//! `dependsOn`: an object runs only once every dependency (an object of its own kind) is Ready
+//! and has applied the revision its own source offers now.
 
-use kube::api::Api;
-
-use super::context::Context;
-use crate::api::{ConditionType, DependsOn, ObjectStatus, Terraform, find_condition};
+use crate::api::{ConditionType, ObjectStatus, find_condition};
 
 /// Why a dependency is not ready, or `None` when it is. Pure.
 pub fn unmet(name: &str, status: Option<&ObjectStatus>) -> Option<String> {
@@ -28,27 +25,6 @@ pub fn unmet(name: &str, status: Option<&ObjectStatus>) -> Option<String> {
             .map(|a| a.revision.as_str())
             .unwrap_or("?");
         return Some(format!("waiting for {name} to apply revision {revision}"));
-    }
-    None
-}
-
-/// The first unmet dependency of an object in `namespace`, in words.
-pub async fn first_unmet(namespace: &str, deps: &[DependsOn], ctx: &Context) -> Option<String> {
-    for d in deps {
-        let ns = d.namespace.as_deref().unwrap_or(namespace);
-        let shown = format!("tf {ns}/{}", d.name);
-        match Api::<Terraform>::namespaced(ctx.client.clone(), ns)
-            .get_opt(&d.name)
-            .await
-        {
-            Ok(Some(t)) => {
-                if let Some(why) = unmet(&shown, t.status.as_ref()) {
-                    return Some(why);
-                }
-            }
-            Ok(None) => return Some(format!("waiting for {shown}, which does not exist")),
-            Err(e) => return Some(format!("cannot read {shown}: {e}")),
-        }
     }
     None
 }

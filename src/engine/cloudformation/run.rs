@@ -1,109 +1,21 @@
-//! The CloudFormation engine. A plan is a change set (named from the plan ID, so an approval
-//! names exactly one), apply executes that change set, destroy deletes the stack, and a drift
-//! check compares the stack with the desired template and parameters.
-
-pub mod aws;
-pub mod changes;
-pub mod compare;
-pub mod drift;
-mod operations;
-mod stack;
-pub mod states;
+//! One run against a stack, from the run spec to its result: the template from the verified
+//! artifact, the parameters resolved, then the operation.
 
 use std::collections::BTreeMap;
 
 use kube::Client;
 
-use super::execute::{self, Options, RunError, secret_key};
-use super::spec::{Operation, RunResult, RunSpec, StackRun};
-use super::values;
+use super::error::CloudError;
+use super::{Ctx, Desired, aws, drift, operations};
+use crate::contract::plan_id::{PlanInputs, plan_id};
+use crate::contract::{Operation, RunResult, RunSpec, StackRun};
+use crate::engine::error::{RunError, io_err};
+use crate::engine::objects::{self, secret_key};
+use crate::engine::options::Options;
+use crate::engine::{artifact, values};
 
-/// Ownership tags Landform puts on the stacks it creates; a stack without them (or with
-/// another object's) is only touched with `adoptExisting`.
-pub const TAG_OWNER: &str = "landform.dev/owner";
-pub const TAG_UID: &str = "landform.dev/uid";
-/// Templates larger than this must be passed by URL (CloudFormation's inline limit).
-pub const INLINE_LIMIT: usize = 51_200;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CloudError {
-    #[error("CloudFormation rejected {op}: {message}")]
-    Rejected { op: &'static str, message: String },
-    #[error("{op} is not permitted for these credentials: {message}")]
-    Denied { op: &'static str, message: String },
-    #[error(
-        "the AWS credentials were not accepted ({op}): {message}; check spec.credentialsSecretRef or the runner's service account"
-    )]
-    Credentials { op: &'static str, message: String },
-    #[error("{op} was throttled, also after backing off: {message}")]
-    Throttled { op: &'static str, message: String },
-    #[error("{op} failed ({code}): {message}")]
-    Api {
-        op: &'static str,
-        code: String,
-        message: String,
-    },
-    #[error("cannot reach {endpoint} ({op}): {detail}")]
-    Unreachable {
-        op: &'static str,
-        endpoint: String,
-        detail: String,
-    },
-    #[error("{op} could not be sent: {detail}")]
-    Request { op: &'static str, detail: String },
-    #[error("the template is invalid: {0}")]
-    InvalidTemplate(String),
-    #[error("the artifact has no template at {path:?} (set spec.templatePath)")]
-    TemplateNotFound { path: String },
-    #[error(
-        "the template is {size} bytes, over CloudFormation's {INLINE_LIMIT}-byte limit for inline templates; set spec.templateBucket to pass it through S3"
-    )]
-    TemplateTooLarge { size: usize },
-    #[error("{0}")]
-    NotOwned(String),
-    #[error("{0}")]
-    StackState(String),
-    #[error("the change set failed: {0}")]
-    ChangeSetFailed(String),
-    #[error("{0}")]
-    PlanGone(String),
-}
-
-impl CloudError {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Rejected { .. } => "StackRejected",
-            Self::Denied { .. } => "AccessDenied",
-            Self::Credentials { .. } => "CredentialsInvalid",
-            Self::Throttled { .. } => "Throttled",
-            Self::Api { .. } | Self::Request { .. } => "CloudFormationError",
-            Self::Unreachable { .. } => "CloudFormationUnavailable",
-            Self::InvalidTemplate(_) => "InvalidTemplate",
-            Self::TemplateNotFound { .. } => "TemplateNotFound",
-            Self::TemplateTooLarge { .. } => "TemplateTooLarge",
-            Self::NotOwned(_) => "StackNotOwned",
-            Self::StackState(_) => "StackStateBlocked",
-            Self::ChangeSetFailed(_) => "ChangeSetFailed",
-            Self::PlanGone(_) => "PlanNotFound",
-        }
-    }
-}
-
-/// Reasons of [`CloudError`], for the controller's list of known reasons.
-pub const REASONS: &[&str] = &[
-    "StackRejected",
-    "AccessDenied",
-    "CredentialsInvalid",
-    "Throttled",
-    "CloudFormationError",
-    "CloudFormationUnavailable",
-    "InvalidTemplate",
-    "TemplateNotFound",
-    "TemplateTooLarge",
-    "StackNotOwned",
-    "StackStateBlocked",
-    "ChangeSetFailed",
-];
+/// The engine version plan IDs of stacks are made with.
+const ENGINE: &str = "CloudFormation";
 
 /// Runs `spec` against the stack `stack`.
 pub async fn run(
@@ -118,7 +30,7 @@ pub async fn run(
     };
     let aws = aws::connect(stack, keys).await;
     let owner = format!("{}/{}", spec.namespace, spec.owner.name);
-    let ctx = operations::Ctx {
+    let ctx = Ctx {
         aws: &aws,
         stack,
         owner: &owner,
@@ -144,11 +56,15 @@ pub async fn run(
         }
         Operation::Plan | Operation::Drift => {
             let (template, params, params_identity) = desired(client, spec, stack, opts).await?;
-            let desired = operations::Desired {
+            let desired = Desired {
                 template: &template,
                 params: &params,
-                params_identity: &params_identity,
-                artifact_digest: &spec.artifact.digest,
+                plan_id: plan_id(&PlanInputs {
+                    work: &spec.work,
+                    artifact_digest: &spec.artifact.digest,
+                    engine_version: ENGINE,
+                    resolved: &serde_json::json!({ "parameters": params_identity }),
+                }),
             };
             if spec.operation == Operation::Plan && stack.read_only {
                 drift::preview(&ctx, &desired).await?
@@ -172,7 +88,7 @@ pub async fn run(
         .filter(|_| outputs_due && result.succeeded)
     {
         let outputs = operations::outputs(&ctx, target.outputs.as_deref()).await?;
-        result.outputs = execute::write_outputs(client, spec, target, outputs).await?;
+        result.outputs = objects::write_outputs(client, spec, target, outputs).await?;
     }
     Ok(result)
 }
@@ -192,7 +108,7 @@ async fn desired(
     ),
     RunError,
 > {
-    let ws = execute::workspace(client, spec, "", opts).await?;
+    let ws = artifact::workspace(client, spec, "", opts).await?;
     let template_file = ws.module.join(&stack.template_path);
     let body = match std::fs::read(&template_file) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|_| {
@@ -205,9 +121,7 @@ async fn desired(
             .into());
         }
         Err(e) => {
-            return Err(execute::io_err(format!("reading {}", stack.template_path))(
-                e,
-            ));
+            return Err(io_err(format!("reading {}", stack.template_path))(e));
         }
     };
     let base = stack

@@ -95,27 +95,6 @@ pub fn operation_events(events: &[CfnEvent]) -> Vec<StackEvent> {
     out
 }
 
-/// The events that say why an operation failed: failed resources with their reasons.
-pub fn failures(events: &[StackEvent]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e.status.ends_with("_FAILED"))
-        .map(|e| {
-            let kind = e
-                .resource_type
-                .as_deref()
-                .map(|t| format!(" ({t})"))
-                .unwrap_or_default();
-            let why = e
-                .reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
-            format!("{}{kind} {}{why}", e.resource, e.status)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +194,7 @@ mod tests {
         );
         assert_eq!(got[2].reason, None);
         assert_eq!(
-            failures(&got),
+            crate::contract::result::failed_resources(&got),
             ["Bucket (AWS::S3::Bucket) UPDATE_FAILED: Access Denied"]
         );
     }

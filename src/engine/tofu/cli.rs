@@ -6,45 +6,7 @@ use std::process::Stdio;
 use serde_json::Value;
 use tokio::process::Command;
 
-/// Why an engine command failed. `reason()` is the condition reason.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("cannot run {bin}: {source}")]
-    Spawn {
-        bin: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{stage} failed: {diagnostics}")]
-    Failed {
-        stage: &'static str,
-        diagnostics: String,
-    },
-    #[error("the state is locked by another run (lock ID {lock_id}): {diagnostics}")]
-    Locked {
-        lock_id: String,
-        diagnostics: String,
-    },
-    #[error("{stage} printed output that is not the JSON expected: {detail}")]
-    BadOutput { stage: &'static str, detail: String },
-}
-
-impl EngineError {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Spawn { .. } => "EngineUnavailable",
-            Self::Locked { .. } => "StateLocked",
-            Self::BadOutput { .. } => "EngineFailed",
-            Self::Failed { stage, .. } => match *stage {
-                "init" => "InitFailed",
-                "plan" => "PlanFailed",
-                "apply" => "ApplyFailed",
-                "destroy" => "DestroyFailed",
-                _ => "EngineFailed",
-            },
-        }
-    }
-}
+use super::EngineError;
 
 /// How much of the engine's diagnostics a message quotes.
 const MAX_DIAGNOSTICS: usize = 2000;

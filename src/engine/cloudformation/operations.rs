@@ -3,77 +3,25 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudformation::types::{
-    Capability as CfnCapability, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter, Stack,
-    Tag,
+    Capability as CfnCapability, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter, Tag,
 };
 
-use super::aws::Aws;
 use super::changes;
+use super::error::{CloudError, INLINE_LIMIT};
 use super::stack::{
-    Waited, delete_and_wait, events_since, newest_event, pause, settle, status_of, wait_for,
+    Waited, check_owner, delete_and_wait, events_since, newest_event, pause, settle, status_of,
+    wait_for,
 };
 use super::states::{self, BeforeDestroy, Progress};
-use super::{CloudError, INLINE_LIMIT, TAG_OWNER, TAG_UID};
+use super::{Ctx, Desired, TAG_OWNER, TAG_UID};
 use crate::api::Capability;
-use crate::runner::spec::{RunResult, StackRun};
-
-/// What a run works on.
-pub struct Ctx<'a> {
-    pub aws: &'a Aws,
-    pub stack: &'a StackRun,
-    /// `<namespace>/<name>` of the object, the value of the ownership tag.
-    pub owner: &'a str,
-    pub uid: &'a str,
-}
-
-/// The desired template and parameters.
-pub struct Desired<'a> {
-    pub template: &'a str,
-    pub params: &'a BTreeMap<String, String>,
-    /// What stands for the parameters in the plan ID: never a value read from a Secret.
-    pub params_identity: &'a serde_json::Map<String, serde_json::Value>,
-    pub artifact_digest: &'a str,
-}
+use crate::contract::RunResult;
 
 /// Change sets Landform makes are named `landform-<plan ID>`.
 const CHANGE_SET_PREFIX: &str = "landform-";
 
 pub fn change_set_name(plan_id: &str) -> String {
     format!("{CHANGE_SET_PREFIX}{plan_id}")
-}
-
-/// The plan ID: a hash of everything that shapes the change set. Parameters read from Secrets
-/// count by their Secret's resourceVersion, so the public ID reveals nothing of them.
-pub fn plan_id(ctx: &Ctx<'_>, d: &Desired<'_>) -> String {
-    let s = ctx.stack;
-    let canonical = serde_json::json!({
-        "artifact": d.artifact_digest, "template": s.template_path, "stack": s.stack_name,
-        "parameters": d.params_identity, "tags": s.tags, "capabilities": s.capabilities,
-        "role": s.role_arn, "region": s.region, "endpoint": s.endpoint_url,
-    });
-    let digest = crate::source::digest::sha256(canonical.to_string().as_bytes());
-    digest.hex[..crate::runner::identity::ID_LEN].to_string()
-}
-
-/// Refuses a stack that carries no ownership tag of this object, unless adopting is allowed.
-pub fn check_owner(ctx: &Ctx<'_>, stack: &Stack) -> Result<(), CloudError> {
-    let owner = stack
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some(TAG_OWNER))
-        .and_then(|t| t.value());
-    match owner {
-        Some(o) if o == ctx.owner => Ok(()),
-        _ if ctx.stack.adopt_existing => Ok(()),
-        Some(other) => Err(CloudError::NotOwned(format!(
-            "stack {} belongs to {other} (tag {TAG_OWNER}), not to this object; set spec.adoptExisting: true to take it over",
-            ctx.stack.stack_name
-        ))),
-        None => Err(CloudError::NotOwned(format!(
-            "stack {} exists and was not created by Landform (no {TAG_OWNER} tag); set spec.adoptExisting: true to manage it",
-            ctx.stack.stack_name
-        ))),
-    }
 }
 
 /// Plans a change set; an empty one means no changes and is deleted.
@@ -87,7 +35,7 @@ pub async fn plan(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudErro
         None | Some("REVIEW_IN_PROGRESS") => ChangeSetType::Create,
         Some(_) => ChangeSetType::Update,
     };
-    let id = plan_id(ctx, d);
+    let id = d.plan_id.clone();
     let name = change_set_name(&id);
     let cfn = &ctx.aws.cfn;
     let stack_name = &ctx.stack.stack_name;
@@ -181,7 +129,7 @@ pub async fn plan(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudErro
         // A change set that touches no resource may still change outputs, parameters or
         // other sections (CloudFormation reports true no-ops as a failed change set; some
         // endpoints do not). Only what differs from the deployed stack is worth executing.
-        let (template, params) = super::drift::deployed(ctx, stack).await?;
+        let (template, params) = super::stack::deployed(ctx, stack).await?;
         let mut differs = super::compare::templates(d.template, &template);
         differs.extend(super::compare::parameters(
             &params,
@@ -326,7 +274,7 @@ pub async fn apply(ctx: &Ctx<'_>, id: &str) -> Result<RunResult, CloudError> {
         ..Default::default()
     };
     if !result.succeeded {
-        let failed = changes::failures(&result.events);
+        let failed = crate::contract::result::failed_resources(&result.events);
         result.reason = Some("ApplyFailed".into());
         result.message = Some(format!(
             "stack {stack_name} is in {} after executing change set {name}{}",

@@ -5,14 +5,16 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudformation::types::{
-    StackDriftDetectionStatus, StackResourceDrift, StackResourceDriftStatus, TemplateStage,
+    StackDriftDetectionStatus, StackResourceDrift, StackResourceDriftStatus,
 };
 
-use super::operations::{Ctx, Desired};
+use super::compare;
+use super::error::CloudError;
+use super::stack::deployed;
 use super::states;
-use super::{CloudError, compare};
+use super::{Ctx, Desired};
 use crate::api::ResourceChange;
-use crate::runner::spec::{DriftReport, RunResult};
+use crate::contract::{DriftReport, RunResult};
 
 /// Checks the stack for drift; read-only, and it needs no ownership of the stack, so that
 /// Landform can watch stacks that something else deploys.
@@ -88,34 +90,12 @@ pub async fn preview(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudE
     Ok(RunResult {
         succeeded: true,
         has_changes: !found.is_empty(),
-        plan_id: Some(super::operations::plan_id(ctx, d)),
+        plan_id: Some(d.plan_id.clone()),
         engine_version: Some("CloudFormation".into()),
         summary: Some(summary),
         resources: found.into_iter().take(super::changes::MAX_LISTED).collect(),
         ..Default::default()
     })
-}
-
-/// The stack's template as deployed (its original text) and its parameters.
-pub(super) async fn deployed(
-    ctx: &Ctx<'_>,
-    stack: &aws_sdk_cloudformation::types::Stack,
-) -> Result<(String, BTreeMap<String, String>), CloudError> {
-    let out = ctx
-        .aws
-        .cfn
-        .get_template()
-        .stack_name(&ctx.stack.stack_name)
-        .template_stage(TemplateStage::Original)
-        .send()
-        .await
-        .map_err(|e| ctx.aws.error("GetTemplate", e))?;
-    let params = stack
-        .parameters()
-        .iter()
-        .filter_map(|p| Some((p.parameter_key()?.into(), p.parameter_value()?.into())))
-        .collect();
-    Ok((out.template_body().unwrap_or_default().to_string(), params))
 }
 
 fn report(resources: Vec<ResourceChange>) -> DriftReport {

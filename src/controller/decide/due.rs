@@ -1,17 +1,199 @@
-//! What to do next with an object whose source is resolved: plan, apply, wait for approval, or
-//! nothing. Pure: the status, the spec facts and the clock in, a decision out.
+//! What is due for an object, in the order the controller asks: may it act at all now
+//! ([`gate`]), must its source be resolved again ([`pinned_artifact`]), and, once the source is
+//! resolved, what comes next ([`decide`]: plan, apply, drift check, wait for approval, or
+//! nothing), with the artifact a run uses ([`run_artifact`], [`destroy_artifact`]) and how a
+//! started run reads ([`starting`]). Pure: the status, the spec facts and the clock in, a
+//! decision out.
 
 use std::time::Duration;
 
-use crate::api::{ApprovePlan, ArtifactStatus, Mode, ObjectStatus};
-use crate::runner::spec::Operation;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::outcome::{self, Outcome, RetryPolicy};
+use super::validate::Timing;
+use crate::api::{
+    ApprovePlan, ArtifactStatus, CommonSpec, Mode, ObjectStatus, Operation, RunPhase,
+};
+
+/// How often a run in flight is looked at.
+pub const POLL: Duration = Duration::from_secs(2);
+
+/// Whether the object may act now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Gave up (Stalled) for this generation: wait for the spec to change.
+    Stalled,
+    /// Still backing off from earlier failures: look again after this long.
+    BackingOff(Duration),
+    Open,
+}
+
+/// Scheduling is driven by status timestamps, so that a restarted controller does nothing
+/// that is not due. A fresh `reconcile.fluxcd.io/requestedAt` opens every gate.
+pub fn gate(
+    status: Option<&ObjectStatus>,
+    generation: Option<i64>,
+    policy: &RetryPolicy,
+    fresh_request: bool,
+    now: jiff::Timestamp,
+) -> Gate {
+    if fresh_request {
+        return Gate::Open;
+    }
+    if outcome::stalled(status, generation) {
+        return Gate::Stalled;
+    }
+    match outcome::backing_off(status, generation, policy, now) {
+        Some(wait) => Gate::BackingOff(wait),
+        None => Gate::Open,
+    }
+}
+
+/// The source it runs is pinned while a run is in flight: resolving it again on every look at
+/// the run would cost a registry or Flux request each time. `None`: resolve it now.
+pub fn pinned_artifact(status: &ObjectStatus) -> Option<&ArtifactStatus> {
+    let running = status
+        .run
+        .as_ref()
+        .is_some_and(|r| r.phase == RunPhase::Running);
+    status.artifact.as_ref().filter(|_| running)
+}
+
+/// How often to check for drift: `spec.drift.interval` (default: the interval), or always in
+/// DriftOnly mode.
+pub fn drift_every(spec: &CommonSpec, timing: &Timing) -> Option<Duration> {
+    match (&spec.drift, spec.mode) {
+        (Some(d), _) => Some(
+            d.interval
+                .as_ref()
+                .map_or(timing.interval, |i| i.or(timing.interval)),
+        ),
+        (None, Mode::DriftOnly) => Some(timing.interval),
+        (None, _) => None,
+    }
+}
+
+/// The artifact a run of `operation` uses: an apply uses exactly the artifact its plan was
+/// made from, everything else the current one.
+pub fn run_artifact(
+    operation: Operation,
+    status: &ObjectStatus,
+    current: &ArtifactStatus,
+) -> ArtifactStatus {
+    match (operation, &status.plan) {
+        (Operation::Apply, Some(p)) => ArtifactStatus {
+            url: current.url.clone(),
+            revision: p
+                .revision
+                .clone()
+                .unwrap_or_else(|| current.revision.clone()),
+            digest: p.digest.clone().unwrap_or_else(|| current.digest.clone()),
+        },
+        _ => current.clone(),
+    }
+}
+
+/// What a destroy on delete runs with: exactly the artifact that applied what is there, or,
+/// for a kind whose destroy needs no artifact, whatever is known once a plan may have made
+/// something. `None`: nothing to destroy.
+pub fn destroy_artifact(status: &ObjectStatus, needs_artifact: bool) -> Option<ArtifactStatus> {
+    match (&status.last_applied_url, &status.last_applied_digest) {
+        (Some(url), Some(digest)) => Some(ArtifactStatus {
+            url: url.clone(),
+            revision: status
+                .last_applied_revision
+                .clone()
+                .unwrap_or_else(|| digest.clone()),
+            digest: digest.clone(),
+        }),
+        // Deleting a stack needs only its name, and a plan alone can have created one (a
+        // CREATE change set makes a stack that waits for review).
+        _ if !needs_artifact && status.plan.is_some() => {
+            Some(status.artifact.clone().unwrap_or_default())
+        }
+        _ => None,
+    }
+}
+
+/// How an object reads while what is due is not a run (waiting for approval, in sync).
+pub fn waiting(next: Next, status: &ObjectStatus) -> Outcome {
+    match next {
+        Next::Run { operation, .. } => Outcome::Progressing {
+            reason: "RunDue",
+            message: format!("A {operation} run is due"),
+            requeue: POLL,
+        },
+        Next::AwaitApproval { message } => Outcome::Blocked {
+            reason: "AwaitingApproval",
+            message,
+            warning: false,
+        },
+        Next::StaleApproval { message } => Outcome::Blocked {
+            reason: "ApprovalStale",
+            message,
+            warning: true,
+        },
+        Next::InSync { message, requeue } => Outcome::Ready {
+            reason: if status.last_applied_revision.is_some() {
+                "Applied"
+            } else {
+                "UpToDate"
+            },
+            message,
+            requeue,
+        },
+    }
+}
+
+/// How an object reads once `operation` started as run `run`, recorded in its status.
+pub fn starting(
+    status: &mut ObjectStatus,
+    operation: Operation,
+    run: &str,
+    plan_id: Option<&str>,
+    artifact: &ArtifactStatus,
+    inputs: &str,
+    now: Time,
+) -> Outcome {
+    status.run = Some(crate::api::RunStatus {
+        name: run.to_string(),
+        operation,
+        phase: RunPhase::Running,
+        started_at: Some(now),
+        inputs: Some(inputs.to_string()).filter(|i| !i.is_empty()),
+    });
+    let revision = &artifact.revision;
+    let (reason, what) = match operation {
+        Operation::Plan => ("Planning", format!("Planning revision {revision}")),
+        Operation::Apply => (
+            "Applying",
+            format!(
+                "Applying plan {} of revision {revision}",
+                plan_id.unwrap_or("?")
+            ),
+        ),
+        Operation::Destroy => (
+            "Destroying",
+            format!("Destroying what revision {revision} created"),
+        ),
+        Operation::Drift => (
+            "CheckingDrift",
+            format!("Checking revision {revision} for drift"),
+        ),
+    };
+    Outcome::Progressing {
+        reason,
+        message: format!("{what} (run {run})"),
+        requeue: POLL,
+    }
+}
 
 /// The facts of the spec that decide the next step.
 pub struct Facts<'a> {
     pub approve: &'a ApprovePlan,
     pub mode: Mode,
     pub interval: Duration,
-    /// Hash of the plan-shaping spec fields (see [`super::work::inputs_hash`]).
+    /// Hash of the plan-shaping spec fields (see [`crate::controller::kinds::inputs_hash`]).
     pub inputs: &'a str,
     /// How often to check for drift (`spec.drift`, or always in DriftOnly mode).
     pub drift_every: Option<Duration>,
@@ -35,8 +217,9 @@ pub enum Next {
     InSync { message: String, requeue: Duration },
 }
 
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
+/// The first 12 characters of a plan ID, as messages show it.
+pub fn short(id: &str) -> String {
+    id.chars().take(12).collect()
 }
 
 pub fn decide(

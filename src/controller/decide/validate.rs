@@ -1,5 +1,5 @@
-//! The steps of one reconciliation, each with its own typed error whose static reason becomes
-//! the condition reason, the event reason and the metric label.
+//! The validate step: what the schema cannot check, and the timing fields parsed. Its typed
+//! error's static reason becomes the condition reason, the event reason and the metric label.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use crate::api::{CommonSpec, SourceKind};
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
-pub enum StepError {
+pub enum ValidationError {
     #[error("spec.{field}: {problem}")]
     InvalidSpec {
         field: &'static str,
@@ -23,25 +23,33 @@ pub enum StepError {
         name: String,
     },
 
+    #[error(
+        "spec.dependsOn names {namespace}/{name} in another namespace; the controller refuses cross-namespace references unless it runs with --allow-cross-namespace-refs"
+    )]
+    CrossNamespaceDependency { namespace: String, name: String },
+
     #[error("spec.dependsOn names this object itself")]
     DependsOnSelf,
 }
 
-impl StepError {
+impl ValidationError {
     /// The condition reason, event reason and metric label.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::InvalidSpec { .. } | Self::DependsOnSelf => "InvalidSpec",
-            Self::CrossNamespaceRef { .. } => "CrossNamespaceRefNotAllowed",
+            Self::CrossNamespaceRef { .. } | Self::CrossNamespaceDependency { .. } => {
+                "CrossNamespaceRefNotAllowed"
+            }
         }
     }
 
     /// Whether retrying can help without a spec change.
     pub fn retryable(&self) -> bool {
         match self {
-            Self::InvalidSpec { .. } | Self::DependsOnSelf | Self::CrossNamespaceRef { .. } => {
-                false
-            }
+            Self::InvalidSpec { .. }
+            | Self::DependsOnSelf
+            | Self::CrossNamespaceRef { .. }
+            | Self::CrossNamespaceDependency { .. } => false,
         }
     }
 }
@@ -63,8 +71,8 @@ pub fn validate(
     namespace: &str,
     name: &str,
     allow_cross_namespace_refs: bool,
-) -> Result<Timing, StepError> {
-    let invalid = |field, problem| StepError::InvalidSpec { field, problem };
+) -> Result<Timing, ValidationError> {
+    let invalid = |field, problem| ValidationError::InvalidSpec { field, problem };
     let interval = spec.interval.parse().map_err(|p| invalid("interval", p))?;
     if interval.is_zero() {
         return Err(invalid("interval", "must be longer than zero".into()));
@@ -79,19 +87,26 @@ pub fn validate(
     if let Some(r) = &spec.source_ref {
         let target = r.namespace.as_deref().unwrap_or(namespace);
         if target != namespace && !allow_cross_namespace_refs {
-            return Err(StepError::CrossNamespaceRef {
+            return Err(ValidationError::CrossNamespaceRef {
                 kind: r.kind,
                 namespace: target.to_string(),
                 name: r.name.clone(),
             });
         }
     }
-    if spec
-        .depends_on
-        .iter()
-        .any(|d| d.name == name && d.namespace.as_deref().unwrap_or(namespace) == namespace)
-    {
-        return Err(StepError::DependsOnSelf);
+    for d in &spec.depends_on {
+        let target = d.namespace.as_deref().unwrap_or(namespace);
+        if d.name == name && target == namespace {
+            return Err(ValidationError::DependsOnSelf);
+        }
+        // The same rule as for sourceRef: a tenant may not wait on (and so read the state of)
+        // another namespace's objects unless the platform allows it.
+        if target != namespace && !allow_cross_namespace_refs {
+            return Err(ValidationError::CrossNamespaceDependency {
+                namespace: target.to_string(),
+                name: d.name.clone(),
+            });
+        }
     }
     Ok(Timing {
         interval,
@@ -148,6 +163,22 @@ mod tests {
             "InvalidSpec"
         );
         s.depends_on[0].namespace = Some("other".into());
+        assert!(validate(&s, "ns", "obj", true).is_ok());
+    }
+
+    #[test]
+    fn refuses_cross_namespace_dependencies_unless_allowed() {
+        let mut s = spec();
+        s.depends_on = vec![DependsOn {
+            name: "net".into(),
+            namespace: Some("shared".into()),
+        }];
+        let err = validate(&s, "ns", "obj", false).unwrap_err();
+        assert_eq!(err.reason(), "CrossNamespaceRefNotAllowed");
+        assert!(err.to_string().contains("shared/net"), "{err}");
+        assert!(!err.retryable());
+        assert!(validate(&s, "ns", "obj", true).is_ok());
+        s.depends_on[0].namespace = Some("ns".into());
         assert!(validate(&s, "ns", "obj", false).is_ok());
     }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::spec::{ArtifactRef, Backend};
+use crate::contract::{ArtifactRef, Backend};
 use crate::source::archive::Limits;
 use crate::source::cache::{Cache, place_tree};
 use crate::source::credentials::Basic;

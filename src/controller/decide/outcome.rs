@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::backoff;
+use super::validate::{DEFAULT_MAX_RETRIES, DEFAULT_RETRY_INTERVAL, Timing};
 use crate::api::{
     ConditionStatus as S, ConditionType as C, ObjectStatus, find_condition, remove_condition,
     set_condition,
@@ -53,12 +54,69 @@ pub struct RetryPolicy {
     pub seed: u64,
 }
 
+impl RetryPolicy {
+    /// The policy of an object with this `timing` (the defaults when its spec is invalid), and
+    /// a jitter seeded by its UID, so that objects failing together do not retry together.
+    pub fn new(timing: Option<&Timing>, uid: &str) -> Self {
+        let (base, cap, max_retries) = match timing {
+            Some(t) => (
+                t.retry_interval,
+                t.interval.max(t.retry_interval),
+                t.max_retries,
+            ),
+            None => (
+                DEFAULT_RETRY_INTERVAL,
+                Duration::from_secs(600),
+                DEFAULT_MAX_RETRIES,
+            ),
+        };
+        Self {
+            base,
+            cap,
+            max_retries,
+            seed: backoff::seed(uid),
+        }
+    }
+}
+
 /// An event to record about the object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventSpec {
     pub warning: bool,
     pub reason: String,
     pub note: String,
+}
+
+impl EventSpec {
+    pub fn normal(reason: &str, note: impl Into<String>) -> Self {
+        Self {
+            warning: false,
+            reason: reason.into(),
+            note: note.into(),
+        }
+    }
+
+    pub fn warning(reason: &str, note: impl Into<String>) -> Self {
+        Self {
+            warning: true,
+            ..Self::normal(reason, note)
+        }
+    }
+}
+
+/// Sets a condition other than the kstatus ones (Planned, Applied, Drifted), which record the
+/// last plan, apply and drift check next to Ready.
+pub fn mark(status: &mut ObjectStatus, type_: C, st: S, reason: &str, message: &str, now: Time) {
+    let generation = status.observed_generation;
+    set_condition(
+        &mut status.conditions,
+        type_,
+        st,
+        reason,
+        message,
+        generation,
+        now,
+    );
 }
 
 /// What to write and when to look again.

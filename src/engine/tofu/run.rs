@@ -1,23 +1,18 @@
-//! Runs of an OpenTofu / Terraform module: init with the backend, then plan (kept in Secrets),
-//! apply of exactly the saved plan, destroy, or a refresh-only drift check.
+//! One run of an OpenTofu / Terraform module, from the run spec to its result.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::{Api, ListParams};
 
-use super::execute::{
-    self, LABEL_OWNER, LABEL_PART, LABEL_PLAN, Options, RunError, apply_secret, io_err, kube_err,
-    owned_secret, versioned_secret_key,
-};
-use super::identity::{self, PlanInputs};
-use super::opentofu::{PlanMode, Tofu};
-use super::spec::{Backend, DriftReport, ModuleRun, Operation, RunResult, RunSpec};
-use super::values::{self, Resolved};
-use super::{chunks, plan, workspace};
+use super::cli::{PlanMode, Tofu};
+use super::{plan, saved};
+use crate::contract::plan_id::{PlanInputs, plan_id};
+use crate::contract::{Backend, DriftReport, ModuleRun, Operation, RunResult, RunSpec};
+use crate::engine::error::{RunError, io_err};
+use crate::engine::objects::{self, versioned_secret_key};
+use crate::engine::options::Options;
+use crate::engine::values::{self, Resolved};
+use crate::engine::{artifact, workspace};
 
 /// Runs `spec` on the module `m` with the OpenTofu or Terraform binary `bin`.
 pub async fn run(
@@ -55,7 +50,7 @@ pub async fn run(
         opts.kubeconfig.as_deref(),
     );
 
-    let ws = execute::workspace(client, spec, &m.path, opts).await?;
+    let ws = artifact::workspace(client, spec, &m.path, opts).await?;
     workspace::require_config(&ws, &m.path, &spec.artifact.revision)?;
     workspace::write_inputs(&ws, &backend, &vars)
         .map_err(io_err("writing the workspace inputs"))?;
@@ -81,14 +76,11 @@ pub async fn run(
 
     match spec.operation {
         Operation::Plan => {
-            let id = identity::plan_id(&PlanInputs {
+            let id = plan_id(&PlanInputs {
+                work: &spec.work,
                 artifact_digest: &spec.artifact.digest,
-                path: &m.path,
-                workspace: &m.workspace,
                 engine_version: &version,
-                vars: &vars_identity,
-                backend: backend_identity.as_deref().unwrap_or(&backend),
-                destroy: false,
+                resolved: &serde_json::json!({"vars": vars_identity, "backend": backend_identity}),
             });
             tofu.plan(&ws.module, &plan_file, PlanMode::Normal).await?;
             let shown = tofu.show(&ws.module, &plan_file).await?;
@@ -96,7 +88,7 @@ pub async fn run(
                 plan::summarize(&shown, false).map_err(|e| RunError::Input(e.to_string()))?;
             result.has_changes = plan::has_changes(&shown);
             let bytes = std::fs::read(&plan_file).map_err(io_err("reading the saved plan"))?;
-            store_plan(client, spec, &id, &bytes).await?;
+            saved::store(client, spec, &id, &bytes).await?;
             result.plan_id = Some(id);
             result.summary = Some(summary.counts);
             result.resources = summary.resources;
@@ -105,7 +97,7 @@ pub async fn run(
             let id = spec.plan_id.clone().ok_or_else(|| {
                 RunError::Input("an apply run needs the ID of the plan to apply".into())
             })?;
-            let bytes = load_plan(client, spec, &id).await?;
+            let bytes = saved::load(client, spec, &id).await?;
             std::fs::write(&plan_file, bytes).map_err(io_err("writing the saved plan"))?;
             tofu.apply(&ws.module, &plan_file, "apply").await?;
             result.plan_id = Some(id);
@@ -136,66 +128,6 @@ pub async fn run(
     Ok(result)
 }
 
-fn plan_labels(spec: &RunSpec, id: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (LABEL_OWNER.to_string(), spec.owner.name.clone()),
-        (LABEL_PLAN.to_string(), id.to_string()),
-    ])
-}
-
-/// The saved plan, gzip-compressed, in Secrets of at most ~900 KiB each.
-async fn store_plan(
-    client: &Client,
-    spec: &RunSpec,
-    id: &str,
-    bytes: &[u8],
-) -> Result<(), RunError> {
-    let pieces = chunks::pack(bytes, chunks::CHUNK).map_err(io_err("compressing the plan"))?;
-    let count = pieces.len();
-    for (i, piece) in pieces.into_iter().enumerate() {
-        let mut labels = plan_labels(spec, id);
-        labels.insert(LABEL_PART.into(), format!("{i}-of-{count}"));
-        let data = BTreeMap::from([("plan.gz".to_string(), ByteString(piece))]);
-        let secret = owned_secret(
-            spec,
-            format!("{}-plan-{id}-{i}", spec.owner.name),
-            labels,
-            data,
-        );
-        apply_secret(client, spec, &secret).await?;
-    }
-    Ok(())
-}
-
-async fn load_plan(client: &Client, spec: &RunSpec, id: &str) -> Result<Vec<u8>, RunError> {
-    let selector = format!("{LABEL_OWNER}={},{LABEL_PLAN}={id}", spec.owner.name);
-    let list = Api::<Secret>::namespaced(client.clone(), &spec.namespace)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(kube_err("listing the plan Secrets"))?;
-    let mut parts: Vec<(usize, usize, Vec<u8>)> = list
-        .items
-        .into_iter()
-        .filter_map(|s| {
-            let part = s.metadata.labels.as_ref()?.get(LABEL_PART)?.clone();
-            let (i, n) = part.split_once("-of-")?;
-            let data = s.data?.remove("plan.gz")?.0;
-            Some((i.parse().ok()?, n.parse().ok()?, data))
-        })
-        .collect();
-    parts.sort_by_key(|p| p.0);
-    let complete = !parts.is_empty()
-        && parts
-            .iter()
-            .enumerate()
-            .all(|(i, p)| p.0 == i && p.1 == parts.len());
-    if !complete {
-        return Err(RunError::PlanNotFound { plan_id: id.into() });
-    }
-    let pieces: Vec<Vec<u8>> = parts.into_iter().map(|p| p.2).collect();
-    chunks::unpack(&pieces).map_err(io_err("decompressing the plan"))
-}
-
 async fn write_outputs(
     client: &Client,
     spec: &RunSpec,
@@ -210,5 +142,5 @@ async fn write_outputs(
         .into_iter()
         .map(|(name, value, _)| (name, value.to_string()))
         .collect();
-    execute::write_outputs(client, spec, target, selected).await
+    objects::write_outputs(client, spec, target, selected).await
 }

@@ -8,8 +8,8 @@ use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata, S
 use aws_sdk_cloudformation::types::Stack;
 use aws_smithy_http_client::tls;
 
-use super::CloudError;
-use crate::runner::spec::StackRun;
+use super::error::CloudError;
+use crate::contract::StackRun;
 
 /// CloudFormation and S3 clients for one run.
 pub struct Aws {
@@ -147,7 +147,8 @@ mod tests {
 
     #[test]
     fn errors_are_classified_by_code() {
-        let reason = |code: &str| classify("CreateChangeSet", code, "m".into()).reason();
+        let reason =
+            |code: &str| <&str>::from(classify("CreateChangeSet", code, "m".into()).reason());
         assert_eq!(reason("AccessDenied"), "AccessDenied");
         assert_eq!(reason("ExpiredToken"), "CredentialsInvalid");
         assert_eq!(reason("Throttling"), "Throttled");

@@ -1,31 +1,14 @@
-//! What one run is told to do, and what it reports back. The controller writes a [`RunSpec`];
-//! the runner writes a [`RunResult`]. Both travel as Kubernetes objects, never over a network
-//! protocol of our own, and neither holds a secret value: variables from Secrets are referenced,
-//! and resolved by the runner.
+//! What one run is told to do. The controller writes a [`RunSpec`] (a file for a local run, a
+//! ConfigMap for a pod); it travels as a Kubernetes object, never over a network protocol of
+//! our own, and holds no secret value: variables from Secrets are referenced, and resolved by
+//! the runner. [`Work`] is everything the run works on besides the artifact: each kind builds
+//! it from its spec, and the plan ID hashes it whole (see [`super::plan_id`]).
 
 use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use crate::api::{
-    Capability, OutputsSecret, PlanSummary, ResourceChange, StackEvent, StackParameter, ValuesFrom,
-    Variable,
-};
-
-/// The operation of a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Operation {
-    /// Plan and keep the saved plan.
-    Plan,
-    /// Apply a saved plan (`plan_id`).
-    Apply,
-    /// Plan a destroy and apply it.
-    Destroy,
-    /// Compare the infrastructure with what was applied (OpenTofu: a refresh-only plan;
-    /// CloudFormation: drift detection and the deployed template). Never changes anything.
-    Drift,
-}
+use crate::api::{Capability, Operation, OutputsSecret, StackParameter, ValuesFrom, Variable};
 
 /// The artifact to run, pinned by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,55 +156,4 @@ pub struct StackRun {
 
 fn default_workspace() -> String {
     "default".into()
-}
-
-/// What a drift run found.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct DriftReport {
-    pub total: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<ResourceChange>,
-    /// What the check could not look at, for the condition message (said on every check, so
-    /// not an event).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<String>,
-}
-
-/// How a run ended.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunResult {
-    pub succeeded: bool,
-    /// Static reason when it failed (condition reason).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// What went wrong, in words a user can act on (OpenTofu's diagnostics quoted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<PlanSummary>,
-    /// Whether the plan changes anything (resources or outputs); a plan without changes needs
-    /// no apply.
-    #[serde(default)]
-    pub has_changes: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<ResourceChange>,
-    /// For drift runs: the resources changed outside OpenTofu (paths only, never values).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drift: Option<DriftReport>,
-    /// Names of the outputs written (never values).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outputs: Vec<String>,
-    /// What the stack operation went through (CloudFormation), oldest first, bounded.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub events: Vec<StackEvent>,
-    /// Things the runner did on its own that deserve an event, e.g. recreating a stack that
-    /// was left in ROLLBACK_COMPLETE.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-    /// The engine and its version, e.g. `OpenTofu v1.12.6`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub engine_version: Option<String>,
 }

@@ -1,12 +1,14 @@
 //! Reading a stack and waiting on it: its state, its events, and moving it out of states it
 //! cannot be planned from. Every wait polls with a growing delay (see [`states::poll_delay`]).
 
-use aws_sdk_cloudformation::types::Stack;
+use std::collections::BTreeMap;
 
-use super::CloudError;
+use aws_sdk_cloudformation::types::{Stack, TemplateStage};
+
 use super::changes;
-use super::operations::{Ctx, check_owner};
+use super::error::CloudError;
 use super::states::{self, BeforePlan, Progress};
+use super::{Ctx, TAG_OWNER};
 use crate::api::StackEvent;
 
 pub(super) fn status_of(stack: &Stack) -> String {
@@ -129,7 +131,7 @@ pub(super) async fn settle(
                     return Err(CloudError::StackState(format!(
                         "stack {name} is in {} after continuing its rollback: {}",
                         end.0.unwrap_or_default(),
-                        changes::failures(&events).join("; ")
+                        crate::contract::result::failed_resources(&events).join("; ")
                     )));
                 }
                 notes.push(format!(
@@ -196,7 +198,7 @@ pub(super) async fn delete_and_wait(
     match verdict {
         Progress::Succeeded => Ok(events),
         _ => {
-            let failed = changes::failures(&events);
+            let failed = crate::contract::result::failed_resources(&events);
             Err(Waited::Failed(format!(
                 "stack {} is in {}{}",
                 ctx.stack.stack_name,
@@ -212,4 +214,47 @@ pub(super) async fn delete_and_wait(
             )))
         }
     }
+}
+
+/// Refuses a stack that carries no ownership tag of this object, unless adopting is allowed.
+pub fn check_owner(ctx: &Ctx<'_>, stack: &Stack) -> Result<(), CloudError> {
+    let owner = stack
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(TAG_OWNER))
+        .and_then(|t| t.value());
+    match owner {
+        Some(o) if o == ctx.owner => Ok(()),
+        _ if ctx.stack.adopt_existing => Ok(()),
+        Some(other) => Err(CloudError::NotOwned(format!(
+            "stack {} belongs to {other} (tag {TAG_OWNER}), not to this object; set spec.adoptExisting: true to take it over",
+            ctx.stack.stack_name
+        ))),
+        None => Err(CloudError::NotOwned(format!(
+            "stack {} exists and was not created by Landform (no {TAG_OWNER} tag); set spec.adoptExisting: true to manage it",
+            ctx.stack.stack_name
+        ))),
+    }
+}
+
+/// The stack's template as deployed (its original text) and its parameters.
+pub async fn deployed(
+    ctx: &Ctx<'_>,
+    stack: &aws_sdk_cloudformation::types::Stack,
+) -> Result<(String, BTreeMap<String, String>), CloudError> {
+    let out = ctx
+        .aws
+        .cfn
+        .get_template()
+        .stack_name(&ctx.stack.stack_name)
+        .template_stage(TemplateStage::Original)
+        .send()
+        .await
+        .map_err(|e| ctx.aws.error("GetTemplate", e))?;
+    let params = stack
+        .parameters()
+        .iter()
+        .filter_map(|p| Some((p.parameter_key()?.into(), p.parameter_value()?.into())))
+        .collect();
+    Ok((out.template_body().unwrap_or_default().to_string(), params))
 }

@@ -10,9 +10,9 @@ use kube::Client;
 use kube::api::Api;
 use serde_json::{Map, Value, json};
 
-use super::execute::{RunError, kube_err};
-use super::spec::RunSpec;
+use super::error::{RunError, kube_err};
 use crate::api::{ValuesFrom, ValuesFromKind};
+use crate::contract::RunSpec;
 
 /// Resolved values, and their stand-ins for plan IDs (same keys).
 #[derive(Debug, Default, PartialEq)]

@@ -1,0 +1,43 @@
+//! `landform runner`: executes exactly one run (engine × operation) and exits. In a pod in
+//! production; as a local process in `--runner=local` mode and in tests.
+//!
+//! This file only dispatches: the run spec's [`Work`] names the engine (`tofu/`,
+//! `cloudformation/`), and whatever the engine returns, or the error it fails with, becomes the
+//! run's result object. What every engine shares sits in leaf modules: [`error`], [`options`],
+//! Kubernetes I/O in [`objects`], the verified artifact in [`artifact`], [`values`] and
+//! [`workspace`].
+
+pub mod artifact;
+pub mod chunks;
+pub mod cloudformation;
+pub mod error;
+pub mod objects;
+pub mod options;
+pub mod tofu;
+pub mod values;
+pub mod workspace;
+
+use kube::Client;
+
+use crate::contract::{RunResult, RunSpec, Work};
+pub use error::RunError;
+pub use options::Options;
+
+/// Runs `spec` and writes its result object; returns the result.
+pub async fn run(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunResult, RunError> {
+    let outcome = match &spec.work {
+        Work::OpenTofu(module) => tofu::run::run(client, spec, module, &opts.tofu, opts).await,
+        Work::Terraform(module) => {
+            tofu::run::run(client, spec, module, &opts.terraform, opts).await
+        }
+        Work::CloudFormation(stack) => cloudformation::run::run(client, spec, stack, opts).await,
+    };
+    let result = outcome.unwrap_or_else(|e| RunResult {
+        succeeded: false,
+        reason: Some(e.reason().into()),
+        message: Some(e.to_string()),
+        ..Default::default()
+    });
+    objects::write_result(client, spec, &result).await?;
+    Ok(result)
+}
