@@ -291,3 +291,75 @@ async fn deleting_destroys_the_stack_only_with_destroy_on_delete() {
         Some(StackStatus::CreateComplete)
     );
 }
+
+#[tokio::test]
+async fn depends_on_waits_for_another_stack_and_refuses_other_namespaces() {
+    let env = setup("cfn-deps").await;
+    let repo = publish_files(&env.ns, "greeting", "1", &[("template.yaml", TEMPLATE_V1)]);
+    env.create("network", &repo, "1", json!({"approvePlan": ""}))
+        .await;
+    env.create(
+        "app",
+        &repo,
+        "1",
+        json!({"dependsOn": [{"name": "network"}]}),
+    )
+    .await;
+
+    let network = env.wait_ready("network", "False", "AwaitingApproval").await;
+    // The dependency is looked up as a stack (not as a Terraform object), and app says what
+    // it waits for.
+    let app = eventually("app to wait for network's approval", WAIT, || async {
+        let s = env.api.get("app").await.ok()?.status?;
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "DependencyNotReady" && ready.message.contains("waits for approval"))
+            .then_some(ready.message.clone())
+    })
+    .await;
+    assert!(
+        app.starts_with(&format!(
+            "waiting for cfnstack {}/network to be Ready: Plan ",
+            env.ns
+        )),
+        "{app}"
+    );
+    assert_eq!(
+        stack_status(&env.cfn, &env.stack("app")).await,
+        None,
+        "nothing runs before the dependency is ready"
+    );
+
+    env.patch("network", json!({"approvePlan": network.plan.unwrap().id}))
+        .await;
+    env.wait_ready("network", "True", "Applied").await;
+    // The watch on the dependency brings app along.
+    env.wait_ready("app", "True", "Applied").await;
+    assert_eq!(
+        stack_status(&env.cfn, &env.stack("app")).await,
+        Some(StackStatus::CreateComplete)
+    );
+
+    // A dependency in another namespace is refused without --allow-cross-namespace-refs.
+    env.create(
+        "far",
+        &repo,
+        "1",
+        json!({"dependsOn": [{"name": "network", "namespace": "elsewhere"}]}),
+    )
+    .await;
+    let far = env
+        .wait_ready("far", "False", "CrossNamespaceRefNotAllowed")
+        .await;
+    let stalled = far
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert!(
+        stalled.message.contains("elsewhere/network")
+            && stalled.message.contains("--allow-cross-namespace-refs"),
+        "{}",
+        stalled.message
+    );
+    assert_eq!(stack_status(&env.cfn, &env.stack("far")).await, None);
+}
