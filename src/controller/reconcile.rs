@@ -131,6 +131,9 @@ async fn apply<K: Kind>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Result<A
                             .unwrap_or_default();
                         let note = format!("New revision {}{was}", found.revision);
                         publish(ctx, &*obj, &EventSpec::normal("NewRevision", note)).await;
+                        // Failures of the previous artifact say nothing about this one.
+                        work.failures = 0;
+                        work.last_failure_time = None;
                     }
                     work.artifact = Some(found.clone());
                     let (outcome, run) =

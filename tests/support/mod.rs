@@ -22,6 +22,7 @@ use kube::discovery::{self, Scope};
 use kube::{Client, Config};
 
 pub mod node;
+pub mod tf;
 
 pub const MANAGER: &str = "landform-tests";
 
@@ -583,13 +584,29 @@ output "message" { value = terraform_data.message.output }
 
 /// The notes of the events with `reason` in namespace `ns`.
 pub async fn events(client: &kube::Client, ns: &str, reason: &str) -> Vec<String> {
+    timed_events(client, ns, reason)
+        .await
+        .into_iter()
+        .map(|(_, note)| note)
+        .collect()
+}
+
+/// The events with `reason` in namespace `ns`: when each happened, and its note, oldest first.
+pub async fn timed_events(
+    client: &kube::Client,
+    ns: &str,
+    reason: &str,
+) -> Vec<(jiff::Timestamp, String)> {
     let list = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
         .list(&Default::default())
         .await
         .unwrap();
-    list.items
+    let mut found: Vec<_> = list
+        .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.note)
-        .collect()
+        .filter_map(|e| Some((e.event_time?.0, e.note?)))
+        .collect();
+    found.sort();
+    found
 }

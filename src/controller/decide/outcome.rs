@@ -175,8 +175,8 @@ pub fn settle(
                 now,
             );
             remove_condition(conds, C::Stalled);
-            status.failures = 0;
-            status.last_failure_time = None;
+            // Not a success: a retry is a run in flight, so the failures it retries still
+            // count (only success, a new generation or a new artifact starts afresh).
             Some(requeue)
         }
         Outcome::Ready {
@@ -376,6 +376,50 @@ mod tests {
         assert!(third.event.unwrap().warning);
         assert!(stalled(Some(&third.status), Some(1)));
         assert!(!stalled(Some(&third.status), Some(2)));
+    }
+
+    #[test]
+    fn retries_in_flight_keep_counting_until_success() {
+        let retrying = Outcome::Progressing {
+            reason: "Planning",
+            message: "Planning revision 1".into(),
+            requeue: Duration::from_secs(2),
+        };
+        let mut status = None;
+        for (attempt, at_s) in [(1, 0), (2, 40), (3, 120)] {
+            let failed = settle(status.as_ref(), Some(1), failed(true), &POLICY, at(at_s));
+            assert_eq!(failed.status.failures, attempt);
+            assert_eq!(
+                stalled(Some(&failed.status), Some(1)),
+                attempt == POLICY.max_retries,
+                "gives up after maxRetries attempts in a row"
+            );
+            let retry = settle(
+                Some(&failed.status),
+                Some(1),
+                retrying.clone(),
+                &POLICY,
+                at(at_s + 30),
+            );
+            assert_eq!(
+                retry.status.failures, attempt,
+                "a retry in flight still counts"
+            );
+            status = Some(retry.status);
+        }
+        let status = status.unwrap();
+        let done = settle(
+            Some(&status),
+            Some(1),
+            Outcome::Ready {
+                reason: "Applied",
+                message: "ok".into(),
+                requeue: Duration::from_secs(60),
+            },
+            &POLICY,
+            at(500),
+        );
+        assert_eq!(done.status.failures, 0, "success starts afresh");
     }
 
     #[test]

@@ -1,0 +1,75 @@
+//! The controller under adversity: failures that repeat, secrets in error messages, hostile
+//! results. Against the real API server, registry and OpenTofu, with local runs.
+
+mod support;
+
+use kube::api::Api;
+use landform::api::Terraform;
+use serde_json::json;
+use support::tf::*;
+use support::*;
+
+/// A module whose plan always fails: it reads a variable it never declares.
+const UNDECLARED: &str = r#"
+output "x" { value = var.missing }
+"#;
+
+/// The "retrying in Ns" of a failure event's note.
+fn retry_seconds(note: &str) -> u64 {
+    let after = note.split("retrying in ").nth(1).expect(note);
+    after
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .trim_end_matches('s')
+        .parse()
+        .expect(note)
+}
+
+#[tokio::test]
+async fn failures_back_off_doubling_and_stall_after_max_retries() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-backoff").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let repo = publish_module(&ns, "broken", "1", UNDECLARED);
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create_tf(
+        &api,
+        "broken",
+        json!({"interval": "10m", "retryInterval": "3s", "maxRetries": 4, "approvePlan": "auto",
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+
+    let s = wait_condition(&api, "broken", "Stalled", "PlanFailed").await;
+    assert_eq!(s.failures, 4);
+    let stalled = condition_message(&s, "Stalled");
+    assert!(stalled.contains("gave up after 4 attempts"), "{stalled}");
+    assert!(stalled.contains("undeclared"), "{stalled}");
+
+    // One Warning per attempt, each retry twice as far off as the one before, and really
+    // waited for: the next attempt fails no sooner than announced.
+    let failures = timed_events(&client, &ns, "PlanFailed").await;
+    let retries: Vec<_> = failures
+        .iter()
+        .filter(|(_, note)| note.contains("retrying in"))
+        .collect();
+    assert_eq!(retries.len(), 3, "{failures:#?}");
+    for (i, (_, note)) in retries.iter().enumerate() {
+        assert!(note.contains(&format!("(attempt {},", i + 1)), "{note}");
+    }
+    let waits: Vec<u64> = retries.iter().map(|(_, n)| retry_seconds(n)).collect();
+    assert!(
+        waits[1] >= waits[0] * 3 / 2 && waits[2] >= waits[1] * 3 / 2,
+        "the retry interval doubles per failure: {waits:?}"
+    );
+    for pair in failures.windows(2) {
+        let (at, note) = &pair[0];
+        if note.contains("retrying in") {
+            let gap = pair[1].0.duration_since(*at).as_secs();
+            assert!(
+                gap >= i64::try_from(retry_seconds(note)).unwrap() - 1,
+                "attempt after {gap}s, announced {note}"
+            );
+        }
+    }
+}
