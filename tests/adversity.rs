@@ -73,3 +73,107 @@ async fn failures_back_off_doubling_and_stall_after_max_retries() {
         }
     }
 }
+
+/// A variable from a Secret that a validation rule quotes when it fails.
+const VALIDATED: &str = r#"
+variable "token" {
+  type = string
+  validation {
+    condition     = length(var.token) < 5
+    error_message = "The token is too long."
+  }
+}
+output "length" { value = length(var.token) }
+"#;
+
+/// A variable from a Secret in a command that fails, which OpenTofu quotes.
+const COMMAND: &str = r#"
+variable "token" { type = string }
+resource "terraform_data" "run" {
+  provisioner "local-exec" {
+    command = "echo ${var.token}; exit 3"
+  }
+}
+"#;
+
+#[tokio::test]
+async fn secret_values_never_reach_conditions_events_or_results() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-redact").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let quoted = r#"hunter2-"quoted"-value"#;
+    let plain = "s3cr3t-Wert-42";
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    for (name, module, value) in [
+        ("validated", VALIDATED, quoted),
+        ("command", COMMAND, plain),
+    ] {
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": name}, "stringData": {"token": value}}))
+        .unwrap();
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+            .create(&Default::default(), &secret)
+            .await
+            .unwrap();
+        let repo = publish_module(&ns, name, "1", module);
+        create_tf(
+            &api,
+            name,
+            json!({"interval": "10m", "maxRetries": 1, "approvePlan": "auto",
+                "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+                "varsFrom": [{"kind": "Secret", "name": name}]}),
+        )
+        .await;
+    }
+    let validated = wait_condition(&api, "validated", "Stalled", "PlanFailed").await;
+    let command = wait_condition(&api, "command", "Stalled", "ApplyFailed").await;
+
+    // The failures are reported, with the values masked where the engine quoted them.
+    let planned = condition_message(&validated, "Planned");
+    assert!(
+        planned.contains("token is too long") && planned.contains("(redacted)"),
+        "{planned}"
+    );
+    let applied = condition_message(&command, "Applied");
+    assert!(
+        applied.contains("exit status 3") && applied.contains("(redacted)"),
+        "{applied}"
+    );
+
+    let mut seen = vec![];
+    for s in [&validated, &command] {
+        seen.extend(s.conditions.iter().map(|c| c.message.clone()));
+    }
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    seen.extend(events.items.into_iter().filter_map(|e| e.note));
+    let all = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let results: Vec<_> = all
+        .items
+        .into_iter()
+        .filter(|s| {
+            s.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.ends_with("-result"))
+        })
+        .collect();
+    // validated: its failed plan; command: its plan, and its failed apply.
+    assert_eq!(results.len(), 3);
+    for r in results {
+        for v in r.data.unwrap().values() {
+            seen.push(String::from_utf8_lossy(&v.0).into_owned());
+        }
+    }
+    for text in &seen {
+        for leaked in ["hunter2", "s3cr3t-Wert"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+    }
+}

@@ -6,6 +6,7 @@ use kube::Client;
 use super::error::RunError;
 use super::objects::secret_key;
 use super::options::Options;
+use super::redact::Secrets;
 use super::workspace::{self, Workspace};
 use crate::contract::RunSpec;
 use crate::source::cache::Cache;
@@ -17,13 +18,19 @@ pub async fn workspace(
     spec: &RunSpec,
     path: &str,
     opts: &Options,
+    secrets: &Secrets,
 ) -> Result<Workspace, RunError> {
     let creds = match &spec.artifact.secret_ref {
         Some(name) => {
-            let data = secret_key(client, &spec.namespace, name, ".dockerconfigjson").await?;
+            let data =
+                secret_key(client, &spec.namespace, name, ".dockerconfigjson", secrets).await?;
             let registry = crate::source::oci::Repository::parse(&spec.artifact.url)?.registry;
-            credentials::lookup(&data, &registry)
-                .map_err(|e| RunError::Input(format!("Secret {name}: {e}")))?
+            let found = credentials::lookup(&data, &registry)
+                .map_err(|e| RunError::Input(format!("Secret {name}: {e}")))?;
+            if let Some(basic) = &found {
+                secrets.add(&basic.password);
+            }
+            found
         }
         None => None,
     };

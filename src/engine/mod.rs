@@ -13,6 +13,7 @@ pub mod cloudformation;
 pub mod error;
 pub mod objects;
 pub mod options;
+pub mod redact;
 pub mod tofu;
 pub mod values;
 pub mod workspace;
@@ -22,22 +23,30 @@ use kube::Client;
 use crate::contract::{RunResult, RunSpec, Work};
 pub use error::RunError;
 pub use options::Options;
+use redact::Secrets;
 
 /// Runs `spec` and writes its result object; returns the result.
 pub async fn run(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunResult, RunError> {
+    let secrets = Secrets::default();
     let outcome = match &spec.work {
-        Work::OpenTofu(module) => tofu::run::run(client, spec, module, &opts.tofu, opts).await,
-        Work::Terraform(module) => {
-            tofu::run::run(client, spec, module, &opts.terraform, opts).await
+        Work::OpenTofu(module) => {
+            tofu::run::run(client, spec, module, &opts.tofu, opts, &secrets).await
         }
-        Work::CloudFormation(stack) => cloudformation::run::run(client, spec, stack, opts).await,
+        Work::Terraform(module) => {
+            tofu::run::run(client, spec, module, &opts.terraform, opts, &secrets).await
+        }
+        Work::CloudFormation(stack) => {
+            cloudformation::run::run(client, spec, stack, opts, &secrets).await
+        }
     };
-    let result = outcome.unwrap_or_else(|e| RunResult {
+    let mut result = outcome.unwrap_or_else(|e| RunResult {
         succeeded: false,
         reason: Some(e.reason().into()),
         message: Some(e.to_string()),
         ..Default::default()
     });
+    // Whatever an engine quoted, no value read from a Secret leaves the runner.
+    secrets.redact_result(&mut result);
     objects::write_result(client, spec, &result).await?;
     Ok(result)
 }

@@ -10,6 +10,7 @@ use kube::Client;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 
 use super::error::{RunError, kube_err};
+use super::redact::Secrets;
 use crate::api::OutputsSecret;
 use crate::contract::names::{self, LABEL_OWNER};
 use crate::contract::{RunResult, RunSpec};
@@ -17,21 +18,27 @@ use crate::contract::{RunResult, RunSpec};
 /// The field manager of everything the runner writes.
 pub const MANAGER: &str = "landform-runner";
 
+/// A key of a Secret; its value is remembered in `secrets`, to be kept out of results.
 pub async fn secret_key(
     client: &Client,
     ns: &str,
     name: &str,
     key: &str,
+    secrets: &Secrets,
 ) -> Result<Vec<u8>, RunError> {
-    Ok(versioned_secret_key(client, ns, name, key).await?.0)
+    Ok(versioned_secret_key(client, ns, name, key, secrets)
+        .await?
+        .0)
 }
 
-/// A key of a Secret, and the Secret's resourceVersion (which stands for the value in plan IDs).
+/// A key of a Secret, and the Secret's resourceVersion (which stands for the value in plan
+/// IDs); the value is remembered in `secrets`, to be kept out of results.
 pub async fn versioned_secret_key(
     client: &Client,
     ns: &str,
     name: &str,
     key: &str,
+    secrets: &Secrets,
 ) -> Result<(Vec<u8>, String), RunError> {
     let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(name)
@@ -39,11 +46,12 @@ pub async fn versioned_secret_key(
         .map_err(kube_err(format!("reading Secret {ns}/{name}")))?
         .ok_or_else(|| RunError::Input(format!("Secret {ns}/{name} does not exist")))?;
     let version = secret.metadata.resource_version.unwrap_or_default();
-    secret
+    let value = secret
         .data
         .and_then(|mut d| d.remove(key))
-        .map(|b| (b.0, version))
-        .ok_or_else(|| RunError::Input(format!("Secret {ns}/{name} has no key {key:?}")))
+        .ok_or_else(|| RunError::Input(format!("Secret {ns}/{name} has no key {key:?}")))?;
+    secrets.add(&String::from_utf8_lossy(&value.0));
+    Ok((value.0, version))
 }
 
 /// The labels of every object a run writes, and `extra`.

@@ -11,6 +11,7 @@ use kube::api::Api;
 use serde_json::{Map, Value, json};
 
 use super::error::{RunError, kube_err};
+use super::redact::Secrets;
 use crate::api::{ValuesFrom, ValuesFromKind};
 use crate::contract::RunSpec;
 
@@ -52,12 +53,14 @@ impl Resolved {
 }
 
 /// `base`, then each source of `from` (the spec field `field`) in order; later values win.
+/// Values read from Secrets are remembered in `secrets`, to be kept out of results.
 pub async fn resolve(
     client: &Client,
     spec: &RunSpec,
     base: Map<String, Value>,
     from: &[ValuesFrom],
     field: &'static str,
+    secrets: &Secrets,
 ) -> Result<Resolved, RunError> {
     let mut resolved = Resolved::from_spec(base);
     let ns = &spec.namespace;
@@ -104,6 +107,9 @@ pub async fn resolve(
                     src.kind, src.name
                 ))
             })?;
+            if src.kind == ValuesFromKind::Secret {
+                secrets.add(&text);
+            }
             texts.insert(key, text);
         }
         resolved.merge(src.kind, &src.name, &version, texts);

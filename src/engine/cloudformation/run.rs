@@ -12,6 +12,7 @@ use crate::contract::{Operation, RunResult, RunSpec, StackRun};
 use crate::engine::error::{RunError, io_err};
 use crate::engine::objects::{self, secret_key};
 use crate::engine::options::Options;
+use crate::engine::redact::Secrets;
 use crate::engine::{artifact, values};
 
 /// The engine version plan IDs of stacks are made with.
@@ -23,9 +24,10 @@ pub async fn run(
     spec: &RunSpec,
     stack: &StackRun,
     opts: &Options,
+    secrets: &Secrets,
 ) -> Result<RunResult, RunError> {
     let keys = match &stack.credentials_secret {
-        Some(name) => Some(access_keys(client, &spec.namespace, name).await?),
+        Some(name) => Some(access_keys(client, &spec.namespace, name, secrets).await?),
         None => None,
     };
     let aws = aws::connect(stack, keys).await;
@@ -55,7 +57,8 @@ pub async fn run(
             operations::apply(&ctx, &id).await?
         }
         Operation::Plan | Operation::Drift => {
-            let (template, params, params_identity) = desired(client, spec, stack, opts).await?;
+            let (template, params, params_identity) =
+                desired(client, spec, stack, opts, secrets).await?;
             let desired = Desired {
                 template: &template,
                 params: &params,
@@ -100,6 +103,7 @@ async fn desired(
     spec: &RunSpec,
     stack: &StackRun,
     opts: &Options,
+    secrets: &Secrets,
 ) -> Result<
     (
         String,
@@ -108,7 +112,7 @@ async fn desired(
     ),
     RunError,
 > {
-    let ws = artifact::workspace(client, spec, "", opts).await?;
+    let ws = artifact::workspace(client, spec, "", opts, secrets).await?;
     let template_file = ws.module.join(&stack.template_path);
     let body = match std::fs::read(&template_file) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|_| {
@@ -135,6 +139,7 @@ async fn desired(
         base,
         &stack.parameters_from,
         "spec.parametersFrom",
+        secrets,
     )
     .await?;
     let params = resolved
@@ -148,21 +153,26 @@ async fn desired(
     Ok((body, params, resolved.identity))
 }
 
-async fn access_keys(client: &Client, ns: &str, name: &str) -> Result<aws::AccessKeys, RunError> {
+async fn access_keys(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    secrets: &Secrets,
+) -> Result<aws::AccessKeys, RunError> {
     let text = |bytes: Vec<u8>, key: &str| {
         String::from_utf8(bytes)
             .map(|s| s.trim().to_string())
             .map_err(|_| RunError::Input(format!("Secret {ns}/{name} key {key} is not UTF-8")))
     };
     let id = text(
-        secret_key(client, ns, name, "AWS_ACCESS_KEY_ID").await?,
+        secret_key(client, ns, name, "AWS_ACCESS_KEY_ID", secrets).await?,
         "AWS_ACCESS_KEY_ID",
     )?;
     let secret = text(
-        secret_key(client, ns, name, "AWS_SECRET_ACCESS_KEY").await?,
+        secret_key(client, ns, name, "AWS_SECRET_ACCESS_KEY", secrets).await?,
         "AWS_SECRET_ACCESS_KEY",
     )?;
-    let session_token = match secret_key(client, ns, name, "AWS_SESSION_TOKEN").await {
+    let session_token = match secret_key(client, ns, name, "AWS_SESSION_TOKEN", secrets).await {
         Ok(bytes) => Some(text(bytes, "AWS_SESSION_TOKEN")?),
         Err(RunError::Input(_)) => None,
         Err(e) => return Err(e),

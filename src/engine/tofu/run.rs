@@ -11,6 +11,7 @@ use crate::contract::{Backend, DriftReport, ModuleRun, Operation, RunResult, Run
 use crate::engine::error::{RunError, io_err};
 use crate::engine::objects::{self, versioned_secret_key};
 use crate::engine::options::Options;
+use crate::engine::redact::Secrets;
 use crate::engine::values::{self, Resolved};
 use crate::engine::{artifact, workspace};
 
@@ -21,6 +22,7 @@ pub async fn run(
     m: &ModuleRun,
     bin: &Path,
     opts: &Options,
+    secrets: &Secrets,
 ) -> Result<RunResult, RunError> {
     let base = m
         .vars
@@ -30,12 +32,13 @@ pub async fn run(
     let Resolved {
         values: vars,
         identity: vars_identity,
-    } = values::resolve(client, spec, base, &m.vars_from, "spec.varsFrom").await?;
+    } = values::resolve(client, spec, base, &m.vars_from, "spec.varsFrom", secrets).await?;
     // What stands for a backend read from a Secret in the plan ID (it may hold credentials).
     let mut backend_identity = None;
     let raw_backend = match &m.backend {
         Backend::FromSecret { name, key } => {
-            let (bytes, version) = versioned_secret_key(client, &spec.namespace, name, key).await?;
+            let (bytes, version) =
+                versioned_secret_key(client, &spec.namespace, name, key, secrets).await?;
             backend_identity = Some(format!("Secret {name} key {key} version {version}"));
             Some(String::from_utf8(bytes).map_err(|_| {
                 RunError::Input(format!("Secret {name} key {key} is not UTF-8 text"))
@@ -50,7 +53,7 @@ pub async fn run(
         opts.kubeconfig.as_deref(),
     );
 
-    let ws = artifact::workspace(client, spec, &m.path, opts).await?;
+    let ws = artifact::workspace(client, spec, &m.path, opts, secrets).await?;
     workspace::require_config(&ws, &m.path, &spec.artifact.revision)?;
     workspace::write_inputs(&ws, &backend, &vars)
         .map_err(io_err("writing the workspace inputs"))?;
