@@ -177,3 +177,61 @@ async fn secret_values_never_reach_conditions_events_or_results() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_hostile_result_is_refused_and_the_controller_keeps_serving() {
+    use k8s_openapi::api::core::v1::{Pod, Secret};
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-result").await;
+    // Pod mode with no node: the run's pod never starts, so the test decides what its result
+    // Secret holds when the run ends.
+    let controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
+    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create_tf(
+        &api,
+        "victim",
+        json!({"interval": "10m", "approvePlan": "auto",
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+    let run = eventually("a plan run in flight", WAIT, || async {
+        let s = api.get("victim").await.ok()?.status?;
+        s.run.map(|r| r.name)
+    })
+    .await;
+
+    // Whoever holds the runner's rights writes a result with a multi-byte plan ID and an
+    // endless message, then the run ends.
+    let hostile: Secret = serde_json::from_value(json!({
+        "metadata": {"name": format!("{run}-result")},
+        "stringData": {"result.json": json!({
+            "succeeded": true, "hasChanges": true, "planId": format!("a{}", "ü".repeat(20)),
+            "message": "x".repeat(100_000),
+        }).to_string()}}))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &hostile)
+        .await
+        .unwrap();
+    Api::<Pod>::namespaced(client.clone(), &ns)
+        .delete(&run, &Default::default())
+        .await
+        .unwrap();
+
+    let s = wait_condition(&api, "victim", "Ready", "RunResultUnreadable").await;
+    let message = condition_message(&s, "Ready");
+    assert!(
+        message.contains("plan ID is not a hexadecimal ID"),
+        "{message}"
+    );
+    assert!(s.plan.is_none(), "nothing of the hostile result is taken");
+    // The controller is still up and serving, and the next attempt is a fresh run.
+    assert_eq!(controller.get("/healthz").await.map(|r| r.0), Some(200));
+    eventually("a fresh run", WAIT, || async {
+        let s = api.get("victim").await.ok()?.status?;
+        (s.run?.name != run).then_some(())
+    })
+    .await;
+}

@@ -133,7 +133,12 @@ async fn collect_run<K: Kind>(
         .filter(|r| r.phase == RunPhase::Running)?;
     let ns = obj.namespace().unwrap_or_default();
     let state = ctx.runs.state(&ns, &run.name).await;
-    let result = read_result(ctx, &ns, &run.name).await;
+    // A result counts once its run has ended: until then the runner (or whatever holds its
+    // service account's rights) may still write it.
+    let result = match state {
+        RunState::Running => Ok(None),
+        _ => read_result(ctx, &ns, &run.name).await,
+    };
     let has_result = matches!(result, Ok(Some(_)));
     let lease = obj.state_lease();
     let lock = match (&lease, &state, has_result) {
@@ -191,7 +196,7 @@ async fn read_result(ctx: &Context, ns: &str, run: &str) -> Result<Option<RunRes
     else {
         return Ok(None);
     };
-    serde_json::from_slice(&data.0)
+    crate::contract::result::parse(&data.0)
         .map(Some)
         .map_err(|e| format!("Secret {ns}/{name} holds no valid result: {e}"))
 }

@@ -98,13 +98,18 @@ pub fn collect(
     } = found;
     let result = match result {
         Ok(r) => r,
+        // The run is over and its result unusable (garbled, or written by something else):
+        // it failed, and the retry is a fresh run.
         Err(message) => {
+            set_phase(status, RunPhase::Failed);
             return Collected {
                 outcome: Some(Outcome::Failed {
                     reason: "RunResultUnreadable",
                     message,
                     retryable: true,
                 }),
+                ended: Some((run.operation, "failed")),
+                taken: Some(false),
                 ..Default::default()
             };
         }

@@ -244,8 +244,8 @@ fn each_way_a_run_ends() {
                 ..found(RunState::Ended(None), None)
             },
             outcome: Some("RunResultUnreadable"),
-            phase: RunPhase::Running,
-            ended: None,
+            phase: RunPhase::Failed,
+            ended: Some("failed"),
             check: |_, _| {},
         },
     ];
