@@ -235,3 +235,70 @@ async fn a_hostile_result_is_refused_and_the_controller_keeps_serving() {
     })
     .await;
 }
+
+/// A name and a file that holds it.
+const PET_FILE: &str = r#"
+terraform {
+  required_providers {
+    random = { source = "hashicorp/random" }
+    local  = { source = "hashicorp/local" }
+  }
+}
+variable "dir" { type = string }
+resource "random_pet" "name" {}
+resource "local_file" "f" {
+  filename = "${var.dir}/pet.txt"
+  content  = random_pet.name.id
+}
+"#;
+
+#[tokio::test]
+async fn an_approval_names_exactly_the_changes_that_were_reviewed() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-approve").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let out = tempfile::tempdir().unwrap();
+    let repo = publish_module(&ns, "pet", "1", PET_FILE);
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create_tf(
+        &api,
+        "pet",
+        json!({"interval": "10m", "approvePlan": "",
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+            "vars": [{"name": "dir", "value": out.path().to_str().unwrap()}]}),
+    )
+    .await;
+    let s = wait_condition(&api, "pet", "Ready", "AwaitingApproval").await;
+    let approved = s.plan.unwrap();
+    assert_eq!(approved.summary.add, 2);
+    api.patch(
+        "pet",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"approvePlan": approved.id}})),
+    )
+    .await
+    .unwrap();
+    wait_condition(&api, "pet", "Ready", "Applied").await;
+    let file = out.path().join("pet.txt");
+    assert!(file.exists());
+
+    // Out of band, the file goes. A new plan of the same inputs recreates it (+1): that is
+    // not what was approved, so it waits.
+    std::fs::remove_file(&file).unwrap();
+    api.patch(
+        "pet",
+        &Default::default(),
+        &kube::api::Patch::Merge(
+            json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "again"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let s = wait_condition(&api, "pet", "Ready", "ApprovalStale").await;
+    let replanned = s.plan.unwrap();
+    assert_eq!(replanned.summary.add, 1);
+    assert_ne!(replanned.id, approved.id);
+    assert!(replanned.pending);
+    assert!(!file.exists(), "nothing nobody approved was applied");
+}

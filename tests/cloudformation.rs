@@ -94,7 +94,7 @@ async fn creates_then_plans_changes_for_approval_and_skips_no_ops() {
     assert!(!s.plan.as_ref().unwrap().pending);
     let deployed = described(&env.cfn, &stack).await;
     assert_eq!(deployed.last_updated_time().cloned(), updated_before);
-    let no_op = format!("landform-{}", s.plan.as_ref().unwrap().id);
+    let no_op = format!("landform-{}", &s.plan.as_ref().unwrap().id[..8]);
     let change_set = env
         .cfn
         .describe_change_set()

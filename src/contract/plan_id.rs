@@ -34,6 +34,27 @@ pub fn plan_id(i: &PlanInputs) -> String {
     digest(&canonical)
 }
 
+/// A plan's ID: the ID of its inputs bound to the changes it makes, so that approving an ID
+/// approves exactly these changes; a plan of the same inputs with other changes (something
+/// changed or vanished out of band) has another ID and waits for its own approval.
+pub fn bind(inputs_id: &str, changes: &Value) -> String {
+    digest(&serde_json::json!({"inputs": inputs_id, "changes": changes}))
+}
+
+/// [`bind`] for engines whose plan must be found again by a name chosen before its changes
+/// are known (a change set): the first half of the ID is the inputs' (see [`name_part`]), the
+/// second the changes'.
+pub fn bind_named(inputs_id: &str, changes: &Value) -> String {
+    let name = name_part(inputs_id);
+    let tail = bind(&name, changes);
+    format!("{name}{}", &tail[..ID_LEN - name.len()])
+}
+
+/// The part of an ID of [`bind_named`] that names the plan.
+pub fn name_part(id: &str) -> String {
+    id.chars().take(ID_LEN / 2).collect()
+}
+
 /// The ID-sized hash of a JSON value.
 pub fn digest(value: &Value) -> String {
     let digest = crate::source::digest::sha256(value.to_string().as_bytes());
@@ -43,6 +64,20 @@ pub fn digest(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_inputs_with_other_changes_are_another_plan() {
+        let inputs = "0123456789abcdef";
+        let two = serde_json::json!([{"address": "a", "action": "create"}, {"address": "b", "action": "create"}]);
+        let one = serde_json::json!([{"address": "a", "action": "create"}]);
+        assert_ne!(bind(inputs, &two), bind(inputs, &one));
+        assert_eq!(bind(inputs, &two), bind(inputs, &two));
+        let named = bind_named(inputs, &two);
+        assert_eq!(named.len(), ID_LEN);
+        assert_eq!(name_part(&named), "01234567");
+        assert_ne!(named, bind_named(inputs, &one));
+        assert_eq!(name_part(&bind_named(inputs, &one)), "01234567");
+    }
     use crate::contract::spec::{Backend, ModuleRun};
 
     fn work() -> Work {

@@ -90,7 +90,7 @@ pub async fn preview(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudE
     Ok(RunResult {
         succeeded: true,
         has_changes: !found.is_empty(),
-        plan_id: Some(d.plan_id.clone()),
+        plan_id: Some(super::operations::plan_id(&d.inputs_id, &found)),
         engine_version: Some("CloudFormation".into()),
         summary: Some(summary),
         resources: found.into_iter().take(super::changes::MAX_LISTED).collect(),

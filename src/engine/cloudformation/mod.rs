@@ -44,7 +44,8 @@ pub struct Ctx<'a> {
 pub struct Desired<'a> {
     pub template: &'a str,
     pub params: &'a BTreeMap<String, String>,
-    /// The plan ID: of the run's work, the artifact and the parameters' stand-ins (see
-    /// [`crate::contract::plan_id`]).
-    pub plan_id: String,
+    /// The ID of the plan's inputs: the run's work, the artifact and the parameters'
+    /// stand-ins (see [`crate::contract::plan_id`]). It names the change set; the plan ID
+    /// binds it to the change set's changes.
+    pub inputs_id: String,
 }

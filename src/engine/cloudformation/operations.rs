@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudformation::types::{
-    Capability as CfnCapability, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter, Tag,
+    Capability as CfnCapability, Change, ChangeSetStatus, ChangeSetType, ExecutionStatus,
+    Parameter, Tag,
 };
 
 use super::changes;
@@ -15,13 +16,47 @@ use super::stack::{
 use super::states::{self, BeforeDestroy, Progress};
 use super::{Ctx, Desired, TAG_OWNER, TAG_UID};
 use crate::api::Capability;
+use crate::api::ResourceChange;
 use crate::contract::RunResult;
+use crate::contract::plan_id;
 
-/// Change sets Landform makes are named `landform-<plan ID>`.
+/// Change sets Landform makes are named `landform-<the first half of the plan ID>`: the half
+/// that the inputs decide, known before the change set exists.
 const CHANGE_SET_PREFIX: &str = "landform-";
 
-pub fn change_set_name(plan_id: &str) -> String {
-    format!("{CHANGE_SET_PREFIX}{plan_id}")
+pub fn change_set_name(id: &str) -> String {
+    format!("{CHANGE_SET_PREFIX}{}", plan_id::name_part(id))
+}
+
+/// The plan ID of a change set made from inputs `inputs_id` with these changes.
+pub fn plan_id(inputs_id: &str, changes: &[ResourceChange]) -> String {
+    plan_id::bind_named(
+        inputs_id,
+        &serde_json::to_value(changes).unwrap_or_default(),
+    )
+}
+
+/// Every change of a change set that is ready, across its pages.
+async fn listed_changes(ctx: &Ctx<'_>, name: &str) -> Result<Vec<Change>, CloudError> {
+    let mut listed = vec![];
+    let mut next: Option<String> = None;
+    loop {
+        let out = ctx
+            .aws
+            .cfn
+            .describe_change_set()
+            .stack_name(&ctx.stack.stack_name)
+            .change_set_name(name)
+            .set_next_token(next.clone())
+            .send()
+            .await
+            .map_err(|e| ctx.aws.error("DescribeChangeSet", e))?;
+        listed.extend(out.changes().iter().cloned());
+        next = out.next_token().map(str::to_string);
+        if next.is_none() {
+            return Ok(listed);
+        }
+    }
 }
 
 /// Plans a change set; an empty one means no changes and is deleted.
@@ -35,8 +70,9 @@ pub async fn plan(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudErro
         None | Some("REVIEW_IN_PROGRESS") => ChangeSetType::Create,
         Some(_) => ChangeSetType::Update,
     };
-    let id = d.plan_id.clone();
-    let name = change_set_name(&id);
+    let name = change_set_name(&d.inputs_id);
+    // The ID of a plan without changes; a change set's own is known once it is described.
+    let id = plan_id(&d.inputs_id, &[]);
     let cfn = &ctx.aws.cfn;
     let stack_name = &ctx.stack.stack_name;
     if current.is_some() {
@@ -124,6 +160,8 @@ pub async fn plan(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudErro
         }
     }
     let (mut summary, mut resources) = changes::summarize(&listed);
+    // Approving this ID approves exactly these changes (apply checks them again).
+    result.plan_id = Some(plan_id(&d.inputs_id, &resources));
     result.has_changes = !listed.is_empty() || kind == ChangeSetType::Create;
     if let (false, Some(stack)) = (result.has_changes, &current) {
         // A change set that touches no resource may still change outputs, parameters or
@@ -221,6 +259,14 @@ pub async fn apply(ctx: &Ctx<'_>, id: &str) -> Result<RunResult, CloudError> {
     let mut since = None;
     match (cs.status(), cs.execution_status()) {
         (Some(ChangeSetStatus::CreateComplete), Some(ExecutionStatus::Available)) => {
+            // The change set must still hold the changes that were approved: one made again
+            // under the same name (by hand, or by another plan) is not what was approved.
+            let (_, resources) = changes::summarize(&listed_changes(ctx, &name).await?);
+            if plan_id(id, &resources) != id {
+                return Err(CloudError::PlanGone(format!(
+                    "the change set {name} no longer holds the changes of plan {id}; plan again"
+                )));
+            }
             since = newest_event(ctx).await?;
             cfn.execute_change_set()
                 .stack_name(stack_name)

@@ -62,7 +62,7 @@ pub async fn run(
             let desired = Desired {
                 template: &template,
                 params: &params,
-                plan_id: plan_id(&PlanInputs {
+                inputs_id: plan_id(&PlanInputs {
                     work: &spec.work,
                     artifact_digest: &spec.artifact.digest,
                     engine_version: ENGINE,

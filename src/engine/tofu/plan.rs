@@ -96,6 +96,62 @@ pub fn summarize(plan: &Value, drift: bool) -> Result<Summary, PlanJsonError> {
 }
 
 /// Attribute paths whose values differ between `before` and `after` (`tags.env`, `ports[0]`).
+/// What a plan changes, for its ID: each resource's address, actions and values before and
+/// after, each output's, with every value marked sensitive masked. (Values read from Secrets
+/// but not marked sensitive are masked by the caller, which knows them.)
+pub fn changes(plan: &Value) -> Value {
+    let resources: Vec<Value> = plan["resource_changes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|rc| {
+            let c = &rc["change"];
+            serde_json::json!({
+                "address": rc["address"], "actions": c["actions"],
+                "before": masked(&c["before"], &c["before_sensitive"]),
+                "after": masked(&c["after"], &c["after_sensitive"]),
+                "unknown": c["after_unknown"],
+            })
+        })
+        .collect();
+    let outputs: serde_json::Map<String, Value> = plan["output_changes"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(name, c)| {
+                    let change = serde_json::json!({
+                        "actions": c["actions"],
+                        "before": masked(&c["before"], &c["before_sensitive"]),
+                        "after": masked(&c["after"], &c["after_sensitive"]),
+                    });
+                    (name.clone(), change)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::json!({"resources": resources, "outputs": outputs})
+}
+
+/// `value` with what `sensitive` marks (true, or true in its matching parts) masked.
+fn masked(value: &Value, sensitive: &Value) -> Value {
+    match (value, sensitive) {
+        (_, Value::Bool(true)) => Value::String("(sensitive)".into()),
+        (Value::Object(v), Value::Object(s)) => Value::Object(
+            v.iter()
+                .map(|(k, x)| (k.clone(), masked(x, s.get(k).unwrap_or(&Value::Null))))
+                .collect(),
+        ),
+        (Value::Array(v), Value::Array(s)) => Value::Array(
+            v.iter()
+                .enumerate()
+                .map(|(i, x)| masked(x, s.get(i).unwrap_or(&Value::Null)))
+                .collect(),
+        ),
+        _ => value.clone(),
+    }
+}
+
 /// Only the paths: whether a value is sensitive, its content never matters here.
 pub fn changed_paths(before: &Value, after: &Value, prefix: &str) -> Vec<String> {
     match (before, after) {
@@ -180,6 +236,31 @@ pub fn outputs(json: &Value, only: Option<&[String]>) -> Vec<(String, Value, boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_keep_what_changes_and_mask_what_is_sensitive() {
+        let plan = json!({
+            "resource_changes": [{"address": "x.a", "change": {
+                "actions": ["create"], "before": null,
+                "after": {"name": "n", "password": "hunter2", "tags": ["t", "secret-tag"]},
+                "after_sensitive": {"password": true, "tags": [false, true]},
+                "after_unknown": {"id": true}}}],
+            "output_changes": {"pw": {"actions": ["create"], "after": "hunter2",
+                "after_sensitive": true}},
+        });
+        let got = changes(&plan).to_string();
+        assert!(
+            !got.contains("hunter2") && !got.contains("secret-tag"),
+            "{got}"
+        );
+        assert!(
+            got.contains("\"name\":\"n\"") && got.contains("x.a"),
+            "{got}"
+        );
+        let mut other = plan.clone();
+        other["resource_changes"][0]["change"]["actions"] = json!(["delete"]);
+        assert_ne!(changes(&other), changes(&plan));
+    }
     use serde_json::json;
 
     #[test]

@@ -6,7 +6,7 @@ use kube::Client;
 
 use super::cli::{PlanMode, Tofu};
 use super::{plan, saved};
-use crate::contract::plan_id::{PlanInputs, plan_id};
+use crate::contract::plan_id::{PlanInputs, bind, plan_id};
 use crate::contract::{Backend, DriftReport, ModuleRun, Operation, RunResult, RunSpec};
 use crate::engine::error::{RunError, io_err};
 use crate::engine::objects::{self, versioned_secret_key};
@@ -79,7 +79,7 @@ pub async fn run(
 
     match spec.operation {
         Operation::Plan => {
-            let id = plan_id(&PlanInputs {
+            let inputs = plan_id(&PlanInputs {
                 work: &spec.work,
                 artifact_digest: &spec.artifact.digest,
                 engine_version: &version,
@@ -87,6 +87,9 @@ pub async fn run(
             });
             tofu.plan(&ws.module, &plan_file, PlanMode::Normal).await?;
             let shown = tofu.show(&ws.module, &plan_file).await?;
+            // Plan IDs are public: values from Secrets stand in the changes masked.
+            let changes = secrets.redact(&plan::changes(&shown).to_string());
+            let id = bind(&inputs, &serde_json::Value::String(changes));
             let summary =
                 plan::summarize(&shown, false).map_err(|e| RunError::Input(e.to_string()))?;
             result.has_changes = plan::has_changes(&shown);
