@@ -302,3 +302,121 @@ async fn an_approval_names_exactly_the_changes_that_were_reviewed() {
     assert!(replanned.pending);
     assert!(!file.exists(), "nothing nobody approved was applied");
 }
+
+#[tokio::test]
+async fn outputs_never_overwrite_and_cleanup_never_deletes_a_secret_of_someone_else() {
+    use k8s_openapi::api::core::v1::Secret;
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-owned").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    // Someone's Secret, even labelled as if it were the object's.
+    let theirs: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "theirs", "labels": {"landform.dev/owner": "grab"}},
+        "stringData": {"keep": "me"}}))
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    secrets.create(&Default::default(), &theirs).await.unwrap();
+    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create_tf(
+        &api,
+        "grab",
+        json!({"interval": "10m", "approvePlan": "auto", "maxRetries": 1,
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+            "writeOutputsToSecret": {"name": "theirs"}}),
+    )
+    .await;
+    let s = wait_condition(&api, "grab", "Ready", "OutputsSecretNotOwned").await;
+    let message = condition_message(&s, "Ready");
+    assert!(message.contains("Secret theirs"), "{message}");
+    assert!(s.plan.is_none(), "refused before planning");
+    assert_eq!(
+        state_resources(&client, &ns, "grab").await,
+        0,
+        "nothing applied"
+    );
+
+    api.delete("grab", &Default::default()).await.unwrap();
+    eventually("grab to be gone", WAIT, || async {
+        api.get_opt("grab").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let kept = secrets
+        .get("theirs")
+        .await
+        .expect("their Secret is still there");
+    assert_eq!(kept.data.unwrap()["keep"].0, b"me");
+}
+
+#[tokio::test]
+async fn pending_runner_pods_time_out() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-pending").await;
+    // Pod mode with no node: runner pods stay Pending.
+    let _controller = Controller::start(
+        &client,
+        &ns,
+        &["--runner", "pod", "--runner-pending-timeout", "5s"],
+    )
+    .await;
+    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create_tf(
+        &api,
+        "stuck",
+        json!({"interval": "10m", "approvePlan": "auto", "destroyOnDelete": true,
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+    let s = wait_condition(&api, "stuck", "Ready", "RunnerLost").await;
+    let message = condition_message(&s, "Ready");
+    assert!(
+        message.contains("stayed Pending for more than 5s"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn skip_destroy_releases_an_object_whose_run_never_ends() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-skip").await;
+    // Pod mode with no node, and the default Pending timeout of 10 minutes: the run stays.
+    let _controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
+    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create_tf(
+        &api,
+        "stuck",
+        json!({"interval": "10m", "approvePlan": "auto", "destroyOnDelete": true,
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+    eventually("a run in flight", WAIT, || async {
+        let s = api.get("stuck").await.ok()?.status?;
+        (s.run?.phase == landform::api::RunPhase::Running).then_some(())
+    })
+    .await;
+    // Deleting waits for the run in flight and says so; the annotation releases it at once.
+    api.delete("stuck", &Default::default()).await.unwrap();
+    let s = wait_condition(&api, "stuck", "Ready", "DeletionWaitsForRun").await;
+    assert!(
+        condition_message(&s, "Ready").contains("landform.dev/skip-destroy=true"),
+        "{s:?}"
+    );
+    api.patch(
+        "stuck",
+        &Default::default(),
+        &kube::api::Patch::Merge(
+            json!({"metadata": {"annotations": {"landform.dev/skip-destroy": "true"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually("stuck to be released", WAIT, || async {
+        api.get_opt("stuck").await.ok()?.is_none().then_some(())
+    })
+    .await;
+}

@@ -17,6 +17,7 @@ pub enum RunnerReason {
     VarsSourceNotFound,
     InvalidInput,
     PlanNotFound,
+    OutputsSecretNotOwned,
     RunnerFailed,
 }
 

@@ -36,26 +36,40 @@ pub enum Release {
 pub async fn before_release<K: Kind>(obj: &K, ctx: &Context, ns: &str) -> Result<Release, Error> {
     let never = Release::Now { destroyed: false };
     let common = obj.common();
-    // A run in flight finishes first, whatever happens next: releasing the object under it
-    // would leave its state lock and its results behind.
-    let running = obj
-        .object_status()
-        .and_then(|s| s.run.as_ref())
-        .filter(|r| r.phase == RunPhase::Running);
-    if let Some(run) = running
-        && ctx.runs.state(ns, &run.name).await == RunState::Running
-    {
-        tracing::info!(run = %run.name, "deletion waits for the run in flight");
-        return Ok(Release::Later(Action::requeue(
-            std::time::Duration::from_secs(2),
-        )));
-    }
-    if !common.destroy_on_delete || common.mode == Mode::DriftOnly || skip_destroy(obj) {
+    // The escape hatch always works, whatever is under way or failing: nothing else may keep
+    // an object whose owner said to let it go.
+    if skip_destroy(obj) {
         return Ok(never);
     }
     let status = obj.object_status();
     let generation = obj.meta().generation;
     let policy = RetryPolicy::new(None, &obj.uid().unwrap_or_default());
+    // A run in flight finishes first: releasing the object under it would leave its state
+    // lock and its results behind. The object says so while it waits.
+    let running = status
+        .and_then(|s| s.run.as_ref())
+        .filter(|r| r.phase == RunPhase::Running);
+    if let Some(run) = running
+        && ctx.runs.state(ns, &run.name).await == RunState::Running
+    {
+        let waiting = Outcome::Progressing {
+            reason: "DeletionWaitsForRun",
+            message: format!(
+                "Deleting: waiting for run {} to finish; to release the object now, annotate it {SKIP_DESTROY}=true",
+                run.name
+            ),
+            requeue: std::time::Duration::from_secs(2),
+        };
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+        let settled = outcome::settle(status, generation, waiting, &policy, now);
+        status::write(obj, ctx, ns, &settled).await?;
+        return Ok(Release::Later(Action::requeue(
+            std::time::Duration::from_secs(2),
+        )));
+    }
+    if !common.destroy_on_delete || common.mode == Mode::DriftOnly {
+        return Ok(never);
+    }
     if let Some(wait) = outcome::backing_off(status, generation, &policy, jiff::Timestamp::now()) {
         return Ok(Release::Later(Action::requeue(wait)));
     }
@@ -105,9 +119,19 @@ pub async fn cleanup<K: Managed>(obj: &K, ctx: &Context, destroyed: bool) -> Res
     let ns = obj.namespace().unwrap_or_default();
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let selector = format!("{LABEL_OWNER}={}", obj.name_any());
+    let uid = obj.uid().unwrap_or_default();
+    // The label narrows the list; only what this very object owns goes (a label is easily
+    // put on someone else's Secret).
+    let owned = |s: &k8s_openapi::api::core::v1::Secret| {
+        s.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == uid)
+    };
     match secrets.list(&ListParams::default().labels(&selector)).await {
         Ok(list) => {
-            for s in list.items {
+            for s in list.items.into_iter().filter(owned) {
                 let name = s.name_any();
                 if let Err(e) = secrets.delete(&name, &DeleteParams::default()).await {
                     tracing::warn!(secret = %name, error = %e, "deleting an owned Secret failed; its owner reference lets garbage collection remove it");

@@ -79,6 +79,10 @@ pub struct Options {
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub run_timeout: std::time::Duration,
 
+    /// Longest a runner pod may stay Pending before its run counts as lost (and is retried).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub runner_pending_timeout: std::time::Duration,
+
     /// Keep the pods of failed runs for `kubectl logs` (they are removed with their object).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub keep_failed_pods: bool,
@@ -357,6 +361,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             pods: pod::PodSettings {
                 image: opts.runner_image.clone(),
                 timeout: opts.run_timeout,
+                pending_timeout: opts.runner_pending_timeout,
             },
             keep_failed_pods: opts.keep_failed_pods,
             limits: runs::Limits {

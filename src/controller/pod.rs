@@ -25,6 +25,9 @@ pub const RUNNER_UID: i64 = 65532;
 pub struct PodSettings {
     pub image: String,
     pub timeout: Duration,
+    /// Longest a runner pod may stay Pending (unschedulable, its namespace terminating, its
+    /// image not pulled) before its run counts as lost.
+    pub pending_timeout: Duration,
 }
 
 fn meta(spec: &RunSpec, name: String, extra_labels: &BTreeMap<String, String>) -> ObjectMeta {
@@ -220,6 +223,7 @@ mod tests {
         PodSettings {
             image: "landform:1".into(),
             timeout: Duration::from_secs(1800),
+            pending_timeout: Duration::from_secs(600),
         }
     }
 

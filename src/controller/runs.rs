@@ -347,6 +347,36 @@ impl Runs {
                     .map(|d| format!("pod {name}: {d}"));
                 RunState::Ended(detail)
             }
+            Some("Pending") => {
+                let since = pod
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .and_then(|t| {
+                        Duration::try_from(jiff::Timestamp::now().duration_since(t.0)).ok()
+                    })
+                    .unwrap_or_default();
+                if since <= self.pods.pending_timeout {
+                    return RunState::Running;
+                }
+                // It will not start: say why (unschedulable, …), and take it away so that it
+                // cannot start later, next to the retry.
+                let why = status
+                    .conditions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find_map(|c| c.message.filter(|m| !m.is_empty()))
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                let _ = Api::<Pod>::namespaced(self.client.clone(), namespace)
+                    .delete(name, &DeleteParams::background())
+                    .await;
+                self.cancel(namespace, name);
+                RunState::Ended(Some(format!(
+                    "pod {name} stayed Pending for more than {}s (controller flag --runner-pending-timeout){why}",
+                    self.pods.pending_timeout.as_secs()
+                )))
+            }
             _ => RunState::Running,
         }
     }

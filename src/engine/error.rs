@@ -28,6 +28,10 @@ pub enum RunError {
     Input(String),
     #[error("the plan {plan_id} to apply is gone (its Secrets were deleted); plan again")]
     PlanNotFound { plan_id: String },
+    #[error(
+        "Secret {name} (spec.writeOutputsToSecret) exists and belongs to something else; Landform writes outputs only to a Secret it creates for this object: name another one, or delete that one"
+    )]
+    OutputsSecretNotOwned { name: String },
     #[error("{what}: {source}")]
     Kube {
         what: String,
@@ -51,6 +55,7 @@ impl RunError {
             Self::ValuesSourceNotFound { .. } => RunnerReason::VarsSourceNotFound.into(),
             Self::Input(_) => RunnerReason::InvalidInput.into(),
             Self::PlanNotFound { .. } => RunnerReason::PlanNotFound.into(),
+            Self::OutputsSecretNotOwned { .. } => RunnerReason::OutputsSecretNotOwned.into(),
             Self::Kube { .. } | Self::Io { .. } => RunnerReason::RunnerFailed.into(),
         }
     }

@@ -20,7 +20,7 @@ pub mod workspace;
 
 use kube::Client;
 
-use crate::contract::{RunResult, RunSpec, Work};
+use crate::contract::{Operation, RunResult, RunSpec, Work};
 pub use error::RunError;
 pub use options::Options;
 use redact::Secrets;
@@ -28,16 +28,9 @@ use redact::Secrets;
 /// Runs `spec` and writes its result object; returns the result.
 pub async fn run(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunResult, RunError> {
     let secrets = Secrets::default();
-    let outcome = match &spec.work {
-        Work::OpenTofu(module) => {
-            tofu::run::run(client, spec, module, &opts.tofu, opts, &secrets).await
-        }
-        Work::Terraform(module) => {
-            tofu::run::run(client, spec, module, &opts.terraform, opts, &secrets).await
-        }
-        Work::CloudFormation(stack) => {
-            cloudformation::run::run(client, spec, stack, opts, &secrets).await
-        }
+    let outcome = match precheck(client, spec).await {
+        Err(e) => Err(e),
+        Ok(()) => dispatch(client, spec, opts, &secrets).await,
     };
     let mut result = outcome.unwrap_or_else(|e| RunResult {
         succeeded: false,
@@ -49,4 +42,34 @@ pub async fn run(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunR
     secrets.redact_result(&mut result);
     objects::write_result(client, spec, &result).await?;
     Ok(result)
+}
+
+/// What must hold before a plan or apply changes anything: an outputs Secret the run may
+/// write.
+async fn precheck(client: &Client, spec: &RunSpec) -> Result<(), RunError> {
+    match (&spec.outputs_secret, spec.operation) {
+        (Some(target), Operation::Plan | Operation::Apply) => {
+            objects::check_outputs_target(client, spec, target).await
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn dispatch(
+    client: &Client,
+    spec: &RunSpec,
+    opts: &Options,
+    secrets: &Secrets,
+) -> Result<RunResult, RunError> {
+    match &spec.work {
+        Work::OpenTofu(module) => {
+            tofu::run::run(client, spec, module, &opts.tofu, opts, secrets).await
+        }
+        Work::Terraform(module) => {
+            tofu::run::run(client, spec, module, &opts.terraform, opts, secrets).await
+        }
+        Work::CloudFormation(stack) => {
+            cloudformation::run::run(client, spec, stack, opts, secrets).await
+        }
+    }
 }

@@ -104,6 +104,36 @@ pub async fn apply_secret(
         )))
 }
 
+/// Refuses an outputs Secret that exists and is not the object's: outputs must never
+/// overwrite a Secret someone else wrote (a tenant could otherwise aim them at any Secret the
+/// runner may write).
+pub async fn check_outputs_target(
+    client: &Client,
+    spec: &RunSpec,
+    target: &OutputsSecret,
+) -> Result<(), RunError> {
+    let existing = Api::<Secret>::namespaced(client.clone(), &spec.namespace)
+        .get_opt(&target.name)
+        .await
+        .map_err(kube_err(format!(
+            "reading Secret {}/{}",
+            spec.namespace, target.name
+        )))?;
+    let owned = |s: &Secret| {
+        s.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == spec.owner.uid)
+    };
+    match existing {
+        Some(s) if !owned(&s) => Err(RunError::OutputsSecretNotOwned {
+            name: target.name.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Writes the outputs Secret (owned by the object) and returns the names written.
 pub async fn write_outputs(
     client: &Client,
@@ -111,6 +141,7 @@ pub async fn write_outputs(
     target: &OutputsSecret,
     outputs: Vec<(String, String)>,
 ) -> Result<Vec<String>, RunError> {
+    check_outputs_target(client, spec, target).await?;
     let names = outputs.iter().map(|o| o.0.clone()).collect();
     let data = outputs
         .into_iter()
