@@ -111,6 +111,27 @@ async fn invalid_objects_are_rejected_with_readable_messages() {
             "must be a relative path",
         ),
         (
+            "absolute path behind ./",
+            tf(
+                "j2",
+                json!({"interval": "1m", "sourceRef": src, "path": ".//tmp/x"}),
+            ),
+            "must be a relative path",
+        ),
+        (
+            "an interval under a second",
+            tf("j3", json!({"interval": "1ms", "sourceRef": src})),
+            "spec.interval: Invalid value: \"1ms\": must be at least 1s",
+        ),
+        (
+            "a drift interval under a second",
+            tf(
+                "j4",
+                json!({"interval": "1m", "sourceRef": src, "drift": {"interval": "500ms"}}),
+            ),
+            "must be at least 1s",
+        ),
+        (
             "negative maxRetries",
             tf(
                 "k",

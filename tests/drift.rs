@@ -110,6 +110,16 @@ async fn changes_behind_the_controllers_back_are_reported_and_cleared() {
     assert!(metrics.contains(&format!(
         "landform_drift_checks_total{{kind=\"Terraform\",namespace=\"{ns}\",result=\"drifted\"}}"
     )));
+
+    // Its series go with the object.
+    api.delete("files", &Default::default()).await.unwrap();
+    eventually("files to be gone", WAIT, || async {
+        api.get_opt("files").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let metrics = controller.get("/metrics").await.unwrap().1;
+    let series = format!("namespace=\"{ns}\",name=\"files\"");
+    assert!(!metrics.contains(&series), "{series} outlived its object");
 }
 
 #[tokio::test]

@@ -60,7 +60,7 @@ pub struct CloudFormationStackSpec {
 
     /// Path of the template inside the artifact. Default: `template.yaml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')").message("must be a relative path inside the artifact, without '..'"))]
+    #[x_kube(validation = Rule::new("!self.matches('^([.]/)*/') && !self.matches('(^|/)[.][.](/|$)')").message("must be a relative path inside the artifact, without '..'"))]
     #[schemars(length(min = 1, max = 1024))]
     pub template_path: Option<String>,
 

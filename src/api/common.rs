@@ -10,14 +10,14 @@ use k8s_openapi::api::core::v1::{
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use super::Duration;
+use super::{Duration, Interval};
 
 /// The fields both kinds share. Flattened into each kind's spec.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CommonSpec {
-    /// How often to look at the source and reconcile, for example `10m`.
-    pub interval: Duration,
+    /// How often to look at the source and reconcile, for example `10m` (at least `1s`).
+    pub interval: Interval,
 
     /// Base of the exponential backoff after a failed run (doubles per consecutive failure, up to
     /// `interval`). Default: 30s.
@@ -232,9 +232,9 @@ pub enum Mode {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftSpec {
-    /// How often to check for drift. Default: `interval`.
+    /// How often to check for drift (at least `1s`). Default: `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<Duration>,
+    pub interval: Option<Interval>,
     /// In Reconcile mode, correct drift through a normal plan and apply (under the approval
     /// policy) instead of only reporting it.
     #[serde(default)]

@@ -59,6 +59,59 @@ impl JsonSchema for Duration {
     }
 }
 
+/// How often something happens: a [`Duration`] of at least one second, so that no object
+/// can keep the controller planning in a loop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Interval(pub Duration);
+
+impl Interval {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(Duration::new(s))
+    }
+
+    pub fn parse(&self) -> Result<std::time::Duration, String> {
+        self.0.parse()
+    }
+
+    pub fn or(&self, fallback: std::time::Duration) -> std::time::Duration {
+        self.0.or(fallback)
+    }
+}
+
+impl std::fmt::Display for Interval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl JsonSchema for Interval {
+    fn schema_name() -> Cow<'static, str> {
+        "Interval".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // The minimum is checked only on a well-formed duration; the format rule speaks for
+        // the others.
+        let minimum = format!("!{} || duration(self) >= duration('1s')", &CEL_RULE);
+        json_schema!({
+            "type": "string",
+            "maxLength": 32,
+            "x-kubernetes-validations": [{
+                "rule": CEL_RULE,
+                "message": "must be a positive duration made of numbers with the units h, m, s or ms, for example 30s, 10m or 1h30m",
+            }, {
+                "rule": minimum,
+                "message": "must be at least 1s",
+            }],
+        })
+    }
+}
+
 fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
     let bad = || format!("{s:?} is not a duration such as 30s, 10m or 1h30m");
     if s.is_empty() {

@@ -21,7 +21,7 @@ pub use common::{
 pub use conditions::{
     ConditionStatus, ConditionType, find_condition, remove_condition, set_condition,
 };
-pub use duration::Duration;
+pub use duration::{Duration, Interval};
 pub use status::{
     ArtifactStatus, DriftState, DriftStatus, LockStatus, ObjectStatus, Operation, PlanStatus,
     PlanSummary, ResourceChange, RunPhase, RunStatus, StackEvent,

@@ -54,7 +54,7 @@ pub struct TerraformSpec {
 
     /// Directory of the root module inside the artifact, relative to its root. Default: the root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')").message("must be a relative path inside the artifact, without '..'"))]
+    #[x_kube(validation = Rule::new("!self.matches('^([.]/)*/') && !self.matches('(^|/)[.][.](/|$)')").message("must be a relative path inside the artifact, without '..'"))]
     #[schemars(length(max = 1024))]
     pub path: Option<String>,
 

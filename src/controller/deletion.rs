@@ -168,6 +168,7 @@ pub async fn cleanup<K: Managed>(obj: &K, ctx: &Context, destroyed: bool) -> Res
             "Deleted; nothing had been applied, so there was nothing to destroy".to_string(),
         )
     };
+    ctx.metrics.forget(K::KIND, &ns, &obj.name_any());
     let event = if warning {
         EventSpec::warning("DestroySkipped", note)
     } else {

@@ -161,6 +161,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Drops the series of a deleted object, so that they do not outlive it.
+    pub fn forget(&self, kind: &'static str, namespace: &str, name: &str) {
+        let object = ObjectNameLabels {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        self.drifted_resources.remove(&object);
+        self.drift_last_check.remove(&object);
+    }
+
     pub fn record_drift(
         &self,
         kind: &'static str,

@@ -68,7 +68,7 @@ pub async fn prepare(
     let tree = root.path().join("artifact");
     place_tree(&entry.dir, &tree, false)
         .map_err(|e| FetchError::failed("copying the artifact into the workspace", e))?;
-    let module = tree.join(path.trim_start_matches("./"));
+    let module = inside(&tree, path)?;
     let scratch = root.path().join("scratch");
     std::fs::create_dir_all(&scratch)
         .map_err(|e| FetchError::failed("creating the workspace", e))?;
@@ -77,6 +77,24 @@ pub async fn prepare(
         module,
         scratch,
     })
+}
+
+/// `rel` below `base`, normalised: `.` and empty parts dropped; a root, a prefix or `..` (which
+/// the schema refuses too) is refused here as well, however it is spelled (`.//tmp`).
+pub fn inside(base: &Path, rel: &str) -> Result<PathBuf, FetchError> {
+    let mut out = base.to_path_buf();
+    for part in Path::new(rel).components() {
+        match part {
+            std::path::Component::Normal(p) => out.push(p),
+            std::path::Component::CurDir => {}
+            _ => {
+                return Err(FetchError::InvalidSource(format!(
+                    "{rel:?} is not a relative path inside the artifact"
+                )));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Refuses a module directory without configuration, naming the path and revision.
@@ -153,6 +171,18 @@ pub fn write_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_artifact_however_they_are_spelled() {
+        let base = Path::new("/w/artifact");
+        assert_eq!(inside(base, "./vpc//x/.").unwrap(), base.join("vpc/x"));
+        assert_eq!(inside(base, "").unwrap(), base);
+        // Once trimmed of "./" this was "/tmp/x", which a join takes for an absolute path.
+        assert_eq!(inside(base, ".//tmp/x").unwrap(), base.join("tmp/x"));
+        for bad in ["/etc", "a/../../b", "../x"] {
+            assert!(inside(base, bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn kubernetes_backend_in_and_out_of_cluster() {

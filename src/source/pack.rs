@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 /// Directories and files never packed: VCS data, local OpenTofu working data and state files
 /// (which may hold secrets).
 fn ignored(name: &str) -> bool {
-    matches!(name, ".git" | ".terraform" | ".terraform.lock.hcl.bak")
-        || name.ends_with(".tfstate")
-        || name.ends_with(".tfstate.backup")
+    // `*.tfstate*`: state, its backups, and OpenTofu's timestamped `.tfstate.<ts>.backup`.
+    matches!(name, ".git" | ".terraform" | ".terraform.lock.hcl.bak") || name.contains(".tfstate")
 }
 
 fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
@@ -95,6 +94,7 @@ mod tests {
         fs::write(src.join("main.tf"), "a").unwrap();
         fs::write(src.join("sub/vars.tf"), "b").unwrap();
         fs::write(src.join("terraform.tfstate"), "secret state").unwrap();
+        fs::write(src.join("terraform.tfstate.1700000000.backup"), "old state").unwrap();
         fs::write(src.join(".git/HEAD"), "ref").unwrap();
         std::os::unix::fs::symlink("main.tf", src.join("link.tf")).unwrap();
 
@@ -111,10 +111,12 @@ mod tests {
         crate::source::archive::extract(&first[..], &out, &Default::default()).unwrap();
         assert_eq!(fs::read_to_string(out.join("sub/vars.tf")).unwrap(), "b");
         assert_eq!(fs::read_to_string(out.join("link.tf")).unwrap(), "a");
-        assert!(
-            !out.join("terraform.tfstate").exists(),
-            "state files are never packed"
-        );
+        for state in ["terraform.tfstate", "terraform.tfstate.1700000000.backup"] {
+            assert!(
+                !out.join(state).exists(),
+                "{state}: state files are never packed"
+            );
+        }
         assert!(!out.join(".git").exists());
     }
 

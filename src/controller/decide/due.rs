@@ -319,8 +319,11 @@ fn age(
     t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     now: jiff::Timestamp,
 ) -> Duration {
-    t.and_then(|t| Duration::try_from(now.duration_since(t.0)).ok())
-        .unwrap_or(Duration::MAX)
+    // Never set: as old as can be. Set in the future (a clock ahead, a hand-edited status):
+    // no age yet, not "infinitely old", which would make everything due at once.
+    t.map_or(Duration::MAX, |t| {
+        Duration::try_from(now.duration_since(t.0)).unwrap_or(Duration::ZERO)
+    })
 }
 
 #[cfg(test)]

@@ -439,3 +439,15 @@ fn short_ids_never_split_a_character() {
     assert_eq!(short("3f9a2c1d0e4b5a6c"), "3f9a2c1d0e4b");
     assert_eq!(short("é".repeat(20).as_str()), "é".repeat(12));
 }
+
+#[test]
+fn a_timestamp_in_the_future_is_no_age_not_infinitely_old() {
+    let mut s = pending("3f9a2c1d0e4b5a6c");
+    s.plan.as_mut().unwrap().pending = false;
+    s.plan.as_mut().unwrap().created_at = Some(Time(at(10_000)));
+    // Planned "in the future": not due for a new plan; looks again within the interval.
+    match decide(&s, &artifact(), &facts(&ApprovePlan::default()), at(100)) {
+        Next::InSync { requeue, .. } => assert_eq!(requeue, Duration::from_secs(600)),
+        other => panic!("{other:?}"),
+    }
+}

@@ -118,7 +118,7 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{DependsOn, Duration as D, SourceRef};
+    use crate::api::{DependsOn, SourceRef};
 
     fn spec() -> CommonSpec {
         serde_json::from_value(serde_json::json!({
@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn reports_an_unparsable_duration() {
         let mut s = spec();
-        s.interval = D::new("5 minutes");
+        s.interval = crate::api::Interval::new("5 minutes");
         let err = validate(&s, "ns", "obj", false).unwrap_err();
         assert!(err.to_string().starts_with("spec.interval:"), "{err}");
     }

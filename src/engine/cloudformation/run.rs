@@ -113,7 +113,7 @@ async fn desired(
     RunError,
 > {
     let ws = artifact::workspace(client, spec, "", opts, secrets).await?;
-    let template_file = ws.module.join(&stack.template_path);
+    let template_file = crate::engine::workspace::inside(&ws.module, &stack.template_path)?;
     let body = match std::fs::read(&template_file) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|_| {
             CloudError::InvalidTemplate(format!("{} is not UTF-8 text", stack.template_path))
