@@ -83,8 +83,16 @@ async fn changes_behind_the_controllers_back_are_reported_and_cleared() {
 
     // Restored: in sync again, with one event each way (not one per check).
     std::fs::write(&file, "as planned\n").unwrap();
-    wait_drift(&api, "files", DriftState::InSync).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let in_sync = wait_drift(&api, "files", DriftState::InSync).await;
+    // Two more checks, still in sync, before counting: no event per check.
+    let since = in_sync.drift.unwrap().last_checked_at.unwrap().0;
+    eventually("two more drift checks", WAIT, || async {
+        let d = api.get("files").await.ok()?.status?.drift?;
+        let checked = d.last_checked_at?.0;
+        (d.state == DriftState::InSync && checked.duration_since(since).as_secs() >= 4)
+            .then_some(())
+    })
+    .await;
     assert_eq!(events(&client, &ns, "DriftDetected").await.len(), 1);
     assert_eq!(events(&client, &ns, "DriftResolved").await.len(), 1);
 
@@ -160,12 +168,20 @@ async fn drift_only_objects_never_apply_even_when_the_module_changes() {
     )
     .await
     .unwrap();
-    eventually("a plan for revision 2", WAIT, || async {
-        let p = api.get("watch").await.ok()?.status?.plan?;
-        p.revision?.starts_with("2@").then_some(())
-    })
+    // Planned, and then checked for drift: a whole round after the plan, in which an apply
+    // would have come first.
+    eventually(
+        "a plan for revision 2, then a drift check",
+        WAIT,
+        || async {
+            let s = api.get("watch").await.ok()?.status?;
+            let p = s.plan?;
+            let planned = p.created_at?.0;
+            let checked = s.drift?.last_checked_at?.0;
+            (p.revision?.starts_with("2@") && checked > planned).then_some(())
+        },
+    )
     .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(
         !dir.path().join("managed.txt").exists(),
         "nothing was ever applied"

@@ -736,8 +736,18 @@ async fn full_lifecycle_with_a_module_change_and_a_restart_that_runs_nothing_not
     // A controller restart: nothing is due (the interval is an hour), so nothing runs.
     let applied_run = s.run.unwrap().name;
     assert_eq!(controller.terminate(), Some(0));
-    let _second = Controller::start_as(&client, &ns, &format!("life-2-{ns}"), &[]).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let second = Controller::start_as(&client, &ns, &format!("life-2-{ns}"), &[]).await;
+    // The new controller has looked at the object (its reconcile count) before we check
+    // that it started nothing.
+    let looked = format!("landform_reconciliations_total{{kind=\"Terraform\",namespace=\"{ns}\"}}");
+    eventually("the restarted controller to look at life", WAIT, || async {
+        let metrics = second.get("/metrics").await?.1;
+        metrics
+            .lines()
+            .any(|l| l.starts_with(&looked))
+            .then_some(())
+    })
+    .await;
     let s = api.get("life").await.unwrap().status.unwrap();
     assert_eq!(
         s.run.unwrap().name,
