@@ -61,6 +61,11 @@ pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
 /// Requeue after a failure to talk to the API server (the object's own backoff lives in its
 /// status; this one covers not being able to write that status).
 pub fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    // Not a failure: the cache was behind; the watch brings the fresh object right away.
+    if err.is_stale() {
+        tracing::debug!(kind = K::KIND, name = %obj.name_any(), "stale read; looking again");
+        return Action::requeue(Duration::from_secs(1));
+    }
     tracing::warn!(kind = K::KIND, namespace = ?obj.namespace(), name = %obj.name_any(), error = %err, "reconcile failed");
     ctx.metrics
         .failures

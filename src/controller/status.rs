@@ -25,15 +25,31 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("the object changed since it was read; looking again")]
+    Stale,
     #[error(transparent)]
     Finalizer(#[from] Box<finalizer::Error<Error>>),
 }
 
 impl Error {
+    /// Whether the object changed since it was read (directly, or under the finalizer).
+    pub fn is_stale(&self) -> bool {
+        match self {
+            Self::Stale => true,
+            Self::Finalizer(e) => matches!(
+                **e,
+                finalizer::Error::ApplyFailed(Error::Stale)
+                    | finalizer::Error::CleanupFailed(Error::Stale)
+            ),
+            _ => false,
+        }
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NoNamespace => "NoNamespace",
             Self::StatusPatch { .. } => "StatusPatchFailed",
+            Self::Stale => "StaleRead",
             Self::Finalizer(_) => "FinalizerFailed",
         }
     }
@@ -48,9 +64,13 @@ pub async fn write<K: Managed>(
 ) -> Result<(), Error> {
     if obj.object_status() != Some(&settled.status) {
         let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+        // The resourceVersion makes the write conditional: a status computed from a stale
+        // view of the object (a cache behind a write of ours) is refused instead of undoing
+        // what is recorded, such as a run already started.
         let patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
+            "metadata": {"resourceVersion": obj.resource_version()},
             "status": settled.status,
         });
         api.patch_status(
@@ -59,11 +79,14 @@ pub async fn write<K: Managed>(
             &Patch::Apply(&patch),
         )
         .await
-        .map_err(|source| Error::StatusPatch {
-            kind: K::KIND,
-            namespace: namespace.to_string(),
-            name: obj.name_any(),
-            source,
+        .map_err(|source| match source {
+            kube::Error::Api(ref e) if e.code == 409 => Error::Stale,
+            source => Error::StatusPatch {
+                kind: K::KIND,
+                namespace: namespace.to_string(),
+                name: obj.name_any(),
+                source,
+            },
         })?;
     }
     if let Some(event) = &settled.event {
