@@ -420,3 +420,64 @@ async fn skip_destroy_releases_an_object_whose_run_never_ends() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_controller_killed_mid_apply_leaves_no_orphan_and_the_plan_is_applied_once() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-restart").await;
+    let mut first = Controller::start_as(&client, &ns, &format!("first-{ns}"), &[]).await;
+    let out = tempfile::tempdir().unwrap();
+    let (started, done) = (out.path().join("started"), out.path().join("done"));
+    let module = format!(
+        "resource \"terraform_data\" \"slow\" {{\n  provisioner \"local-exec\" {{\n    command = \"echo x >> {} && sleep 40 && echo x >> {}\"\n  }}\n}}\n",
+        started.display(),
+        done.display()
+    );
+    let repo = publish_module(&ns, "slow", "1", &module);
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create_tf(
+        &api,
+        "slow",
+        json!({"interval": "1h", "retryInterval": "2s", "approvePlan": "auto",
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+    eventually("the apply to be under way", WAIT, || async {
+        started.exists().then_some(())
+    })
+    .await;
+    let runner = format!("{ns}.slow-apply-");
+    let alive = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &runner])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(alive(), "the runner is running");
+    first.kill();
+    // Its runner (and the engine it started) stop with it, within seconds, not when the
+    // provisioner would have finished.
+    let gone = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        while alive() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the runner outlived its controller");
+    let _second = Controller::start_as(&client, &ns, &format!("second-{ns}"), &[]).await;
+
+    wait_condition(&api, "slow", "Ready", "Applied").await;
+    // The first apply was interrupted when its controller died; only the retry completed.
+    let lines = std::fs::read_to_string(&done).unwrap_or_default();
+    assert_eq!(
+        lines.lines().count(),
+        1,
+        "the side effect happened {lines:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&started).unwrap().lines().count(),
+        2,
+        "the apply ran twice, one after the other"
+    );
+}

@@ -247,6 +247,20 @@ impl Runs {
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .process_group(0);
+        let controller = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls: prctl, getppid.
+        unsafe {
+            cmd.pre_exec(move || {
+                // The run stops (gracefully: see engine::interrupt) when the controller that
+                // started it dies, so that a restarted controller never finds an orphan still
+                // applying next to its retry.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() as u32 != controller {
+                    libc::raise(libc::SIGTERM);
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn().map_err(LaunchError::Spawn)?;
         let run = LocalRun {
             child,

@@ -11,6 +11,7 @@ pub mod artifact;
 pub mod chunks;
 pub mod cloudformation;
 pub mod error;
+pub mod interrupt;
 pub mod objects;
 pub mod options;
 pub mod redact;

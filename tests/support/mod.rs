@@ -434,6 +434,14 @@ impl Controller {
         }
     }
 
+    /// SIGKILL: the controller dies at once, as in a node failure or an OOM kill.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
