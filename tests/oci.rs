@@ -376,6 +376,36 @@ fn hostile_artifacts_are_refused_and_nothing_is_extracted() {
 }
 
 #[test]
+fn a_huge_pax_header_is_refused_before_it_is_read_with_a_short_answer() {
+    // 50 MiB of PAX path in a tarball that compresses to a few hundred KB.
+    let pax = format!("52428830 path={}\n", "a".repeat(50 << 20));
+    let (err, out, _work) = pull_hostile(
+        &[
+            (
+                "./PaxHeaders/huge",
+                tar::EntryType::XHeader,
+                "",
+                pax.as_bytes(),
+            ),
+            ("main.tf", Regular, "", b"x"),
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("(ArtifactTooLarge)")
+            && err.contains("./PaxHeaders/huge")
+            && err.contains("PAX header"),
+        "{err}"
+    );
+    assert!(
+        err.len() < 1000,
+        "a bounded answer, not {} bytes",
+        err.len()
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn unreachable_registry_and_missing_digest_say_so() {
     let port = free_port();
     let (ok, _, err) = run(landform().args([

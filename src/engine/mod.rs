@@ -39,8 +39,12 @@ pub async fn run(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunR
         message: Some(e.to_string()),
         ..Default::default()
     });
-    // Whatever an engine quoted, no value read from a Secret leaves the runner.
+    // Whatever an engine quoted, no value read from a Secret leaves the runner, and nothing
+    // larger than a result may hold (a Secret has a size limit; the real reason must fit).
     secrets.redact_result(&mut result);
+    if let Some(message) = result.message.as_mut() {
+        crate::contract::result::bound(message, crate::contract::result::limits::TEXT);
+    }
     objects::write_result(client, spec, &result).await?;
     Ok(result)
 }

@@ -12,6 +12,8 @@ use std::path::{Component, Path, PathBuf};
 
 use tar::EntryType;
 
+use super::guard::{self, Guard, Refused};
+
 /// Extraction limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -67,6 +69,14 @@ pub enum ExtractError {
     SpecialFile { path: String, kind: &'static str },
     #[error("the artifact is larger than the extraction limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error(
+        "the artifact's entry {name:?} carries {size} bytes of {what}, more than a name or PAX header may take"
+    )]
+    MetadataTooLarge {
+        name: String,
+        what: &'static str,
+        size: u64,
+    },
     #[error("the artifact has more than the limit of {limit} entries")]
     TooManyFiles { limit: u64 },
     #[error("the artifact is not a valid tar or tar+gzip archive: {0}")]
@@ -84,7 +94,9 @@ impl ExtractError {
     pub fn reason(&self) -> super::SourceReason {
         use super::SourceReason as R;
         match self {
-            Self::TooLarge { .. } | Self::TooManyFiles { .. } => R::ArtifactTooLarge,
+            Self::TooLarge { .. } | Self::TooManyFiles { .. } | Self::MetadataTooLarge { .. } => {
+                R::ArtifactTooLarge
+            }
             Self::Corrupt(_) => R::InvalidArtifact,
             Self::Write { .. } => R::ExtractionFailed,
             _ => R::UnsafeArtifact,
@@ -94,7 +106,8 @@ impl ExtractError {
 
 /// The relative, normalised form of an archive path: no root, no `..`, no `.`.
 fn relative(raw: &Path) -> Result<PathBuf, ExtractError> {
-    let shown = || raw.to_string_lossy().into_owned();
+    // Entry names are shown shortened: an error must stay readable whatever the name.
+    let shown = || raw.to_string_lossy().chars().take(200).collect::<String>();
     let mut out = PathBuf::new();
     for c in raw.components() {
         match c {
@@ -136,15 +149,39 @@ pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Stats,
         .fill_buf()
         .map_err(ExtractError::Corrupt)?
         .starts_with(&[0x1f, 0x8b]);
-    if gzip {
+    // The stream may hold the content, a header block per entry and padding to blocks.
+    let stream_limit = limits
+        .max_bytes
+        .saturating_add(limits.max_files.saturating_add(2).saturating_mul(1024));
+    let result = if gzip {
+        let stream = flate2::bufread::GzDecoder::new(buffered);
         unpack(
-            tar::Archive::new(flate2::bufread::GzDecoder::new(buffered)),
+            tar::Archive::new(Guard::new(stream, stream_limit)),
             dest,
             limits,
         )
     } else {
-        unpack(tar::Archive::new(buffered), dest, limits)
-    }
+        unpack(
+            tar::Archive::new(Guard::new(buffered, stream_limit)),
+            dest,
+            limits,
+        )
+    };
+    // What the guard refused is said as such, not as a corrupt archive.
+    result.map_err(|e| match e {
+        ExtractError::Corrupt(io) => match guard::refused(&io) {
+            Some(Refused::Metadata { name, what, size }) => ExtractError::MetadataTooLarge {
+                name: name.clone(),
+                what,
+                size: *size,
+            },
+            Some(Refused::Stream { .. }) => ExtractError::TooLarge {
+                limit: limits.max_bytes,
+            },
+            None => ExtractError::Corrupt(io),
+        },
+        other => other,
+    })
 }
 
 fn unpack<R: Read>(

@@ -38,6 +38,8 @@ pub enum FetchError {
         expected: String,
         actual: String,
     },
+    #[error("{what} is larger than the {declared} bytes its descriptor declares")]
+    LargerThanDeclared { what: String, declared: u64 },
     #[error(transparent)]
     Extract(#[from] super::archive::ExtractError),
     #[error("{context}: {detail}")]
@@ -54,6 +56,7 @@ impl FetchError {
             Self::NoMatchingVersion { .. } => SourceReason::NoMatchingVersion,
             Self::NoLayer { .. } => SourceReason::InvalidArtifact,
             Self::DigestMismatch { .. } => SourceReason::DigestMismatch,
+            Self::LargerThanDeclared { .. } => SourceReason::InvalidArtifact,
             Self::Extract(e) => e.reason(),
             Self::Failed { .. } => SourceReason::FetchFailed,
         }
@@ -74,9 +77,12 @@ impl FetchError {
 
 /// Writes `stream` to `dest`, hashing as it goes; on a digest mismatch removes `dest` and fails
 /// naming both digests. Returns the number of bytes written.
+/// `declared`: the size the blob's descriptor gives, if any; a stream longer than that is cut
+/// off there rather than downloaded whole.
 pub async fn write_verified<E: std::fmt::Display>(
     mut stream: impl Stream<Item = Result<Bytes, E>> + Unpin,
     expected: &Digest,
+    declared: Option<u64>,
     what: &str,
     dest: &Path,
 ) -> Result<u64, FetchError> {
@@ -89,9 +95,17 @@ pub async fn write_verified<E: std::fmt::Display>(
     let mut written = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| FetchError::failed(format!("downloading {what}"), e))?;
+        written += chunk.len() as u64;
+        if let Some(declared) = declared.filter(|d| written > *d) {
+            drop(file);
+            let _ = tokio::fs::remove_file(dest).await;
+            return Err(FetchError::LargerThanDeclared {
+                what: what.to_string(),
+                declared,
+            });
+        }
         hasher.update(&chunk);
         file.write_all(&chunk).await.map_err(io_err)?;
-        written += chunk.len() as u64;
     }
     file.flush().await.map_err(io_err)?;
     drop(file);
@@ -142,7 +156,7 @@ pub async fn download(
             ));
         }
     }
-    write_verified(response.bytes_stream(), expected, url, dest).await
+    write_verified(response.bytes_stream(), expected, None, url, dest).await
 }
 
 #[cfg(test)]
@@ -160,13 +174,23 @@ mod tests {
                 Ok(Bytes::from_static(b"lo")),
             ])
         };
-        let n = write_verified(chunks(), &sha256(b"hello"), "a", &dest)
+        let n = write_verified(chunks(), &sha256(b"hello"), Some(5), "a", &dest)
             .await
             .unwrap();
         assert_eq!(n, 5);
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
 
-        let err = write_verified(chunks(), &sha256(b"other"), "the artifact", &dest)
+        // Longer than its descriptor says: cut off, and nothing is left.
+        let err = write_verified(chunks(), &sha256(b"hello"), Some(3), "the layer", &dest)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FetchError::LargerThanDeclared { declared: 3, .. }),
+            "{err}"
+        );
+        assert!(!dest.exists());
+
+        let err = write_verified(chunks(), &sha256(b"other"), None, "the artifact", &dest)
             .await
             .unwrap_err();
         assert_eq!(err.reason(), SourceReason::DigestMismatch);

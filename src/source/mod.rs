@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod digest;
 pub mod fetch;
 pub mod flux;
+mod guard;
 pub mod oci;
 pub mod pack;
 mod reason;

@@ -265,6 +265,7 @@ impl Registry {
         write_verified(
             stream.stream,
             &expected,
+            u64::try_from(layer.size).ok(),
             &format!("layer {} of {shown}", layer.digest),
             dest,
         )
