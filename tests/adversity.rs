@@ -481,3 +481,63 @@ async fn a_controller_killed_mid_apply_leaves_no_orphan_and_the_plan_is_applied_
         "the apply ran twice, one after the other"
     );
 }
+
+#[tokio::test]
+async fn runs_leave_only_what_status_points_at() {
+    use k8s_openapi::api::core::v1::Secret;
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-prune").await;
+    let _controller = Controller::start(&client, &ns, &[]).await;
+    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create_tf(
+        &api,
+        "busy",
+        json!({"interval": "1h", "approvePlan": "auto", "drift": {"interval": "2s"},
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+            "writeOutputsToSecret": {"name": "busy-outputs"}}),
+    )
+    .await;
+    let s = wait_condition(&api, "busy", "Ready", "Applied").await;
+    let plan = s.plan.unwrap().id;
+    // A plan, an apply, then drift checks every 2 seconds: each run wrote a result.
+    let first = eventually("a first drift check", WAIT, || async {
+        api.get("busy").await.ok()?.status?.drift?.last_checked_at
+    })
+    .await;
+    eventually("three more drift checks", WAIT, || async {
+        let checked = api.get("busy").await.ok()?.status?.drift?.last_checked_at?;
+        (checked.0.duration_since(first.0).as_secs() >= 6).then_some(())
+    })
+    .await;
+
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let labelled = |key: &str| -> Vec<(String, String)> {
+        secrets
+            .items
+            .iter()
+            .filter_map(|s| {
+                let value = s.metadata.labels.as_ref()?.get(key)?.clone();
+                Some((s.metadata.name.clone().unwrap(), value))
+            })
+            .collect()
+    };
+    let results = labelled("landform.dev/result-of");
+    assert!(results.len() <= 1, "results kept: {results:?}");
+    let plans = labelled("landform.dev/plan-id");
+    assert!(
+        !plans.is_empty() && plans.iter().all(|(_, id)| *id == plan),
+        "{plans:?}"
+    );
+    assert!(
+        secrets
+            .items
+            .iter()
+            .any(|s| s.metadata.name.as_deref() == Some("busy-outputs")),
+        "the outputs stay"
+    );
+}

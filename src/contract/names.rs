@@ -6,6 +6,8 @@
 pub const LABEL_OWNER: &str = "landform.dev/owner";
 /// Runner pods and their spec ConfigMaps carry the run's name.
 pub const LABEL_RUN: &str = "landform.dev/run";
+/// Result Secrets carry the name of the run whose result they hold.
+pub const LABEL_RESULT: &str = "landform.dev/result-of";
 /// Saved-plan Secrets carry the plan ID ...
 pub const LABEL_PLAN: &str = "landform.dev/plan-id";
 /// ... and which part of the plan they hold (`<i>-of-<n>`).

@@ -21,6 +21,7 @@ use super::decide::validate::Timing;
 use super::kinds::{self, Kind};
 use super::locks;
 use super::metrics::RunLabels;
+use super::prune;
 use super::status::publish;
 use crate::api::{ArtifactStatus, DependsOn, ObjectStatus, Operation, REQUESTED_AT, RunPhase};
 use crate::contract::{RunResult, RunSpec, names};
@@ -162,7 +163,11 @@ async fn collect_run<K: Kind>(
     let now = Time(jiff::Timestamp::now());
     let collected = collect::collect(status, obj.common(), &K::WORDING, inputs, found, now);
     if let Some(succeeded) = collected.taken {
-        ctx.runs.finished(&ns, &run.name, succeeded).await;
+        ctx.runs
+            .finished(&ns, &obj.name_any(), &run.name, succeeded)
+            .await;
+        let plan = status.plan.as_ref().map(|p| p.id.as_str());
+        prune::prune(obj, ctx, &ns, &run.name, plan).await;
     }
     if let Some((operation, result)) = collected.ended {
         let labels = RunLabels {

@@ -12,6 +12,7 @@ mod leader;
 mod locks;
 mod metrics;
 mod pod;
+mod prune;
 mod reconcile;
 mod runs;
 mod source;

@@ -10,12 +10,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::decide::collect::RunState;
+use super::decide::retention;
 use super::pod::{self, PodSettings};
 use crate::api::RunnerPodTemplate;
 use crate::contract::{RunSpec, names};
+
+/// Failed runner pods kept per object for `kubectl logs` (with --keep-failed-pods).
+const KEPT_FAILED_PODS: usize = 3;
 
 /// How runs are executed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -397,23 +401,41 @@ impl Runs {
 
     /// After its result is taken: remove what the run left (its pod and spec after success;
     /// after failure the pod stays for `kubectl logs` unless told otherwise).
-    pub async fn finished(&self, namespace: &str, name: &str, succeeded: bool) {
+    pub async fn finished(&self, namespace: &str, owner: &str, name: &str, succeeded: bool) {
         match self.mode {
             RunnerMode::Local => {
                 let _ =
                     std::fs::remove_file(self.dir.path().join(format!("{namespace}.{name}.json")));
             }
+            RunnerMode::Pod if succeeded || !self.keep_failed_pods => {
+                self.remove_pod(namespace, name).await;
+            }
+            // Kept for `kubectl logs`, but only the newest few of an object.
             RunnerMode::Pod => {
-                if succeeded || !self.keep_failed_pods {
-                    let dp = DeleteParams::background();
-                    let _ = Api::<Pod>::namespaced(self.client.clone(), namespace)
-                        .delete(name, &dp)
-                        .await;
-                    let _ = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
-                        .delete(&names::spec_config_map(name), &dp)
-                        .await;
+                let selector = format!("{}={owner}", names::LABEL_OWNER);
+                let pods = Api::<Pod>::namespaced(self.client.clone(), namespace)
+                    .list_metadata(&ListParams::default().labels(&selector))
+                    .await;
+                let Ok(pods) = pods else { return };
+                let failed: Vec<_> = pods
+                    .items
+                    .into_iter()
+                    .filter_map(|p| Some((p.metadata.name?, p.metadata.creation_timestamp?.0)))
+                    .collect();
+                for old in retention::surplus_failed_pods(failed, KEPT_FAILED_PODS) {
+                    self.remove_pod(namespace, &old).await;
                 }
             }
         }
+    }
+
+    async fn remove_pod(&self, namespace: &str, name: &str) {
+        let dp = DeleteParams::background();
+        let _ = Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .delete(name, &dp)
+            .await;
+        let _ = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+            .delete(&names::spec_config_map(name), &dp)
+            .await;
     }
 }

@@ -162,6 +162,7 @@ pub async fn write_result(
     let json = serde_json::to_vec(result).map_err(|e| RunError::Input(e.to_string()))?;
     let data = BTreeMap::from([(names::RESULT_KEY.to_string(), ByteString(json))]);
     let name = names::result_secret(&spec.name);
-    let secret = owned_secret(spec, name, owner_labels(spec, &[]), data);
+    let labels = owner_labels(spec, &[(names::LABEL_RESULT, spec.name.clone())]);
+    let secret = owned_secret(spec, name, labels, data);
     apply_secret(client, spec, &secret).await
 }

@@ -7,6 +7,7 @@
 //! - [`dependencies`]: is a dependency met;
 //! - [`collect`]: what a finished (or lost) run means for status and events;
 //! - [`drift`]: a drift report taken into status;
+//! - [`retention`]: which of a run's leftovers are kept;
 //! - [`outcome`] and [`backoff`]: from how a reconciliation ended to the next status, event and
 //!   requeue, with the per-object exponential backoff.
 //!
@@ -18,6 +19,7 @@ pub mod dependencies;
 pub mod drift;
 pub mod due;
 pub mod outcome;
+pub mod retention;
 pub mod validate;
 
 #[cfg(test)]
@@ -33,6 +35,7 @@ mod purity {
             ("drift.rs", include_str!("drift.rs")),
             ("due.rs", include_str!("due.rs")),
             ("outcome.rs", include_str!("outcome.rs")),
+            ("retention.rs", include_str!("retention.rs")),
             ("validate.rs", include_str!("validate.rs")),
         ];
         for (file, text) in sources {
