@@ -541,3 +541,123 @@ async fn runs_leave_only_what_status_points_at() {
         "the outputs stay"
     );
 }
+
+#[tokio::test]
+async fn a_leader_frozen_past_its_lease_does_nothing_when_it_wakes() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-frozen").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+    let (one, two) = (format!("frozen-1-{ns}"), format!("frozen-2-{ns}"));
+    let mut first = Controller::start_as(&client, &ns, &one, &[]).await;
+    // Busy: a drift check every 2 seconds, each a run with its events.
+    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create_tf(
+        &api,
+        "busy",
+        json!({"interval": "1h", "approvePlan": "auto", "drift": {"interval": "2s"},
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+    wait_condition(&api, "busy", "Drifted", "NoDrift").await;
+
+    // Frozen mid-work, past its lease: the standby takes over, by its own clock.
+    first.signal("STOP");
+    let _second = Controller::start_as(&client, &ns, &two, &[]).await;
+    eventually("the standby to take over", WAIT, || async {
+        (holder(leases.get("landform-controller").await.ok()?) == two).then_some(())
+    })
+    .await;
+    let woke = jiff::Timestamp::now();
+    first.signal("CONT");
+
+    // It notices it lost the lease and stops; in between it started and collected nothing.
+    assert!(
+        first
+            .exited_within(std::time::Duration::from_secs(30))
+            .is_some(),
+        "the old leader kept running"
+    );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let acted: Vec<_> = events
+        .items
+        .iter()
+        .filter(|e| e.reporting_instance.as_deref() == Some(one.as_str()))
+        .filter(|e| e.event_time.as_ref().is_some_and(|t| t.0 > woke))
+        .filter_map(|e| e.reason.clone())
+        .collect();
+    assert!(
+        acted.is_empty(),
+        "the old leader acted after waking: {acted:?}"
+    );
+    let logs = first.logs();
+    assert!(logs.contains("lost the leader Lease"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_standby_judges_expiry_by_its_own_clock_not_the_leaders_timestamps() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-skew").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    // A live leader whose clock is an hour behind: it renews every 2 seconds, and every
+    // renewTime it writes looks an hour old.
+    let renew = |leases: Api<Lease>| async move {
+        let skewed = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        let spec = LeaseSpec {
+            holder_identity: Some("skewed-leader".into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(skewed)),
+            acquire_time: Some(MicroTime(skewed)),
+            ..Default::default()
+        };
+        let lease: Lease = serde_json::from_value(json!({
+            "metadata": {"name": "landform-controller"}, "spec": spec}))
+        .unwrap();
+        let params = kube::api::PatchParams::apply("skewed-leader").force();
+        leases
+            .patch(
+                "landform-controller",
+                &params,
+                &kube::api::Patch::Apply(&lease),
+            )
+            .await
+            .unwrap();
+    };
+    renew(leases.clone()).await;
+    let standby = Controller::start_as(&client, &ns, &format!("standby-{ns}"), &[]).await;
+    let holder = || async {
+        leases
+            .get("landform-controller")
+            .await
+            .ok()
+            .and_then(|l| l.spec?.holder_identity)
+            .unwrap_or_default()
+    };
+    // Over twice the lease duration of renewals, the standby keeps waiting: the record
+    // changes, so the leader is alive, whatever its timestamps say.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(35) {
+        renew(leases.clone()).await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert_eq!(
+            holder().await,
+            "skewed-leader",
+            "the standby took a live lease"
+        );
+    }
+    assert_eq!(standby.get("/readyz").await.map(|r| r.0), Some(503));
+    // The leader stops renewing: after a lease duration of silence, the standby takes over.
+    eventually("the standby to take over", WAIT, || async {
+        (holder().await == format!("standby-{ns}")).then_some(())
+    })
+    .await;
+}

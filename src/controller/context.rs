@@ -21,4 +21,6 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub runs: super::runs::Runs,
     pub settings: Settings,
+    /// Whether this instance may act now (see [`super::leader::Leadership`]).
+    pub leadership: Arc<super::leader::Leadership>,
 }

@@ -324,12 +324,18 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         stop_rx.clone(),
     ));
 
+    let leadership = Arc::new(if opts.leader_elect {
+        leader::Leadership::elected()
+    } else {
+        leader::Leadership::always()
+    });
     let elector = opts.leader_elect.then(|| {
         leader::Elector::new(
             client.clone(),
             &opts.leader_election_namespace,
             &opts.leader_election_name,
             &identity,
+            leadership.clone(),
         )
     });
     if let Some(elector) = &elector {
@@ -381,6 +387,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         settings: Settings {
             allow_cross_namespace_refs: opts.allow_cross_namespace_refs,
         },
+        leadership,
     });
     tracing::info!(
         namespace = opts.namespace.as_deref().unwrap_or("(all)"),
@@ -423,6 +430,9 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             let _ = stop_tx.send(true);
         }
     }
+    // Local runs end (gracefully: their engines write state and unlock) before anyone else
+    // may take over; only then is the Lease given up.
+    ctx.runs.stop_local().await;
     if let Some(elector) = &elector {
         if result.is_ok() {
             elector.release().await;

@@ -25,6 +25,11 @@ use crate::api::{FINALIZER, Managed, REQUESTED_AT, RunPhase};
 
 pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    // An instance that cannot be sure it still leads (it could not renew, or was frozen past
+    // its lease) does nothing at all: another may be acting.
+    if !ctx.leadership.held() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
     ctx.metrics
         .reconciliations

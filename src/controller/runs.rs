@@ -399,6 +399,49 @@ impl Runs {
         }
     }
 
+    /// Stops every local run the way a deleted pod is stopped: SIGTERM to its process group
+    /// (the runner interrupts its engine, which writes state and unlocks), then, after the
+    /// grace period, SIGKILL to what is left.
+    pub async fn stop_local(&self) {
+        let pids: Vec<u32> = match self.slots.lock() {
+            Ok(slots) => slots
+                .values()
+                .filter_map(|s| match s {
+                    Slot::Process(run) => run.child.id(),
+                    _ => None,
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        if pids.is_empty() {
+            return;
+        }
+        tracing::info!(runs = pids.len(), "stopping local runs");
+        for pid in &pids {
+            // SAFETY: killpg only sends a signal, to the group this run leads.
+            unsafe {
+                libc::killpg(*pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let deadline = std::time::Instant::now() + crate::engine::interrupt::GRACE;
+        while std::time::Instant::now() < deadline {
+            let running = self.slots.lock().is_ok_and(|mut slots| {
+                slots.values_mut().any(|s| match s {
+                    Slot::Process(run) => run.running(),
+                    _ => false,
+                })
+            });
+            if !running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Whatever still runs is killed with its group as the slots go.
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.retain(|_, s| !matches!(s, Slot::Process(_)));
+        }
+    }
+
     /// After its result is taken: remove what the run left (its pod and spec after success;
     /// after failure the pod stays for `kubectl logs` unless told otherwise).
     pub async fn finished(&self, namespace: &str, owner: &str, name: &str, succeeded: bool) {

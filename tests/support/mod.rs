@@ -434,6 +434,30 @@ impl Controller {
         }
     }
 
+    /// Sends `signal` (STOP, CONT, …) to the controller process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running controller").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// Waits up to `within` for the process to exit by itself; its exit code, or None.
+    pub fn exited_within(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// SIGKILL: the controller dies at once, as in a node failure or an OOM kill.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
