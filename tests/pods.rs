@@ -230,3 +230,64 @@ async fn a_destroy_that_cannot_fetch_its_artifact_says_so_and_the_annotation_rel
     })
     .await;
 }
+
+#[tokio::test]
+async fn suspending_mid_run_lets_the_run_end_and_frees_its_slot() {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "pods-suspend").await;
+    tenant_rbac(&client, &ns).await;
+    let _controller = Controller::start(
+        &client,
+        &ns,
+        &[
+            "--runner",
+            "pod",
+            "--runner-image",
+            "landform:test",
+            "--max-runs",
+            "1",
+        ],
+    )
+    .await;
+    let _agent = NodeAgent::start(client.clone(), &ns);
+    let slow = publish(
+        &ns,
+        "resource \"terraform_data\" \"slow\" {\n  provisioner \"local-exec\" {\n    command = \"sleep 8\"\n  }\n}\n",
+    );
+    let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    let source = |repo: &str| json!({"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}});
+    create(
+        &tfs,
+        "first",
+        json!({"interval": "10m", "approvePlan": "auto", "source": source(&slow)}),
+    )
+    .await;
+    eventually("first's apply to run", WAIT, || async {
+        let run = tfs.get("first").await.ok()?.status?.run?;
+        (run.operation == landform::api::Operation::Apply).then_some(())
+    })
+    .await;
+    tfs.patch(
+        "first",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"suspend": true}})),
+    )
+    .await
+    .unwrap();
+    // The only run slot is first's; second waits for it.
+    let quick = publish_module(&ns, "quick", "1", MODULE);
+    create(
+        &tfs,
+        "second",
+        json!({"interval": "10m", "approvePlan": "auto", "source": source(&quick)}),
+    )
+    .await;
+    // The suspended object's run ends and is collected; the slot goes to second.
+    eventually("first's apply to be collected", WAIT, || async {
+        let run = tfs.get("first").await.ok()?.status?.run?;
+        (run.phase == landform::api::RunPhase::Succeeded).then_some(())
+    })
+    .await;
+    wait_reason(&tfs, "second", "Applied").await;
+}

@@ -68,6 +68,19 @@ pub async fn advance<K: Kind>(
     start(obj, status, operation, plan_id, &run_artifact, &inputs, ctx)
 }
 
+/// For a suspended object: takes the result of a run that was in flight when it was
+/// suspended, so that its run slot is freed; starts nothing. `Some(outcome)` while it still
+/// runs.
+pub async fn collect_only<K: Kind>(
+    obj: &K,
+    status: &mut ObjectStatus,
+    ctx: &Context,
+) -> Option<Outcome> {
+    let ns = obj.namespace().unwrap_or_default();
+    let inputs = kinds::inputs_hash(obj, &ns);
+    collect_run(obj, status, &inputs, ctx).await
+}
+
 /// On deletion with destroyOnDelete: destroy what was last applied, with exactly the artifact
 /// that applied it. `(None, None)` once there is nothing (left) to destroy.
 pub async fn teardown<K: Kind>(

@@ -119,7 +119,17 @@ async fn apply<K: Kind>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Result<A
             message: e.to_string(),
             retryable: e.retryable(),
         },
-        Ok(_) if obj.common().suspend => Outcome::Suspended,
+        // A run in flight still ends and is collected (its slot is freed); nothing new starts.
+        Ok(_) if obj.common().suspend => match advance::collect_only(&*obj, &mut work, ctx).await {
+            Some(Outcome::Progressing {
+                message, requeue, ..
+            }) => Outcome::Progressing {
+                reason: "Suspending",
+                message: format!("Suspended; the run in flight goes on to its end: {message}"),
+                requeue,
+            },
+            _ => Outcome::Suspended,
+        },
         Ok(timing) => {
             let resolved = match due::pinned_artifact(&work) {
                 Some(pinned) => Ok(Resolution::Resolved(pinned.clone())),
