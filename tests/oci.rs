@@ -275,6 +275,37 @@ async fn resolves_tags_semver_ranges_and_digests_without_downloading() {
     );
 }
 
+#[tokio::test]
+async fn semver_ranges_see_every_page_of_tags() {
+    let name = unique("pages");
+    let repo_url = format!("oci://{}/{name}", registry());
+    let (ok, _, err) = run(landform().args([
+        "push",
+        module_dir().to_str().unwrap(),
+        &format!("{repo_url}:0.0.0"),
+        "--insecure",
+    ]));
+    assert!(ok, "{err}");
+    // More tags than one page holds; the newest sorts last.
+    let mut tags: Vec<String> = (1..=1000).map(|i| format!("0.0.{i}")).collect();
+    tags.push("5.0.0".into());
+    let (ok, _, err) = run(testenv_tool("oras")
+        .args(["tag", "--plain-http", &format!("{}/{name}:0.0.0", registry())])
+        .args(&tags));
+    assert!(ok, "{err}");
+    let got = Registry::new(true, None)
+        .resolve(
+            &Repository::parse(&repo_url).unwrap(),
+            Some(&OciRef {
+                semver: Some(">=1.0.0".into()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(got.revision.starts_with("5.0.0@"), "{}", got.revision);
+}
+
 #[test]
 fn basic_auth_from_the_docker_config() {
     let env = testenv();

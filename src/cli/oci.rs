@@ -151,8 +151,12 @@ pub async fn pull(args: PullArgs) -> Result<String, FetchError> {
         }
     };
     let media = args.layer_media_type.clone();
+    let key: crate::source::digest::Digest = resolved
+        .digest
+        .parse()
+        .map_err(|e| FetchError::InvalidSource(format!("manifest digest: {e}")))?;
     let entry = cache
-        .get_or_fetch(&resolved.digest, &limits, |dest| {
+        .get_or_fetch(&key, &limits, |dest| {
             let registry = &registry;
             let repo = &repo;
             let digest = resolved.digest.clone();

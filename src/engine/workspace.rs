@@ -34,12 +34,18 @@ pub async fn prepare(
     cache: &Cache,
     limits: &Limits,
 ) -> Result<Workspace, FetchError> {
+    // The cache is keyed by the parsed digest: what a registry or a source wrote never
+    // becomes part of a path unchecked.
+    let digest: Digest = artifact
+        .digest
+        .parse()
+        .map_err(|e| FetchError::InvalidSource(format!("artifact digest: {e}")))?;
     let entry = if artifact.url.starts_with("oci://") {
         let repo = Repository::parse(&artifact.url)?;
         let registry = Registry::new(artifact.insecure, credentials);
         let media = artifact.layer_media_type.clone();
         cache
-            .get_or_fetch(&artifact.digest, limits, |dest| async move {
+            .get_or_fetch(&digest, limits, |dest| async move {
                 registry
                     .fetch_layer(&repo, &artifact.digest, media.as_deref(), &dest)
                     .await
@@ -47,15 +53,12 @@ pub async fn prepare(
             })
             .await?
     } else {
-        let expected: Digest = artifact
-            .digest
-            .parse()
-            .map_err(|e| FetchError::InvalidSource(format!("artifact digest: {e}")))?;
         crate::tls::init();
         let http = reqwest::Client::new();
+        let expected = &digest;
         cache
-            .get_or_fetch(&artifact.digest, limits, |dest| async move {
-                fetch::download(&http, &artifact.url, &expected, &dest)
+            .get_or_fetch(&digest, limits, |dest| async move {
+                fetch::download(&http, &artifact.url, expected, &dest)
                     .await
                     .map(|_| ())
             })

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use super::archive::{self, Limits};
+use super::digest::Digest;
 use super::fetch::FetchError;
 
 pub struct Cache {
@@ -22,10 +23,10 @@ impl Cache {
         Self { root: root.into() }
     }
 
-    /// The directory of a digest (`algorithm:hex`).
-    pub fn dir_for(&self, digest: &str) -> PathBuf {
-        let (alg, hex) = digest.split_once(':').unwrap_or(("unknown", digest));
-        self.root.join(alg).join(hex)
+    /// The directory of a digest: `<algorithm>/<hex>`, from a parsed digest only (a digest as
+    /// a registry or a source wrote it could hold `/` or `..`).
+    pub fn dir_for(&self, digest: &Digest) -> PathBuf {
+        self.root.join(digest.algorithm.name()).join(&digest.hex)
     }
 
     /// The extracted tree of `digest`; on a miss, `download` writes the archive to the path it is
@@ -33,7 +34,7 @@ impl Cache {
     /// a half-extracted tree that looks complete.
     pub async fn get_or_fetch<F, Fut>(
         &self,
-        digest: &str,
+        digest: &Digest,
         limits: &Limits,
         download: F,
     ) -> Result<Entry, FetchError>
@@ -116,7 +117,7 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         std::fs::write(src.path().join("main.tf"), "x").unwrap();
         crate::source::pack::pack(src.path(), &mut tarball).unwrap();
-        let digest = crate::source::digest::sha256(&tarball).to_string();
+        let digest = crate::source::digest::sha256(&tarball);
 
         let bytes = tarball.clone();
         let first = cache
@@ -141,7 +142,7 @@ mod tests {
         assert!(second.hit);
         assert_eq!(second.dir, first.dir);
 
-        let other = "sha256:".to_string() + &"0".repeat(64);
+        let other: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
         let err = cache
             .get_or_fetch(&other, &Limits::default(), |p| async move {
                 std::fs::write(p, b"not an archive").unwrap();

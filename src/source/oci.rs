@@ -187,13 +187,8 @@ impl Registry {
                     .map_err(|e| FetchError::InvalidSource(format!("semverFilter {f:?}: {e}")))
             })
             .transpose()?;
-        let tags = self
-            .client
-            .list_tags(&repo.tagged("latest"), &self.auth, None, None)
-            .await
-            .map_err(|e| map_err(&repo.url(), e))?;
-        tags.tags
-            .into_iter()
+        let tags = self.all_tags(repo).await?;
+        tags.into_iter()
             .filter(|t| filter.as_ref().is_none_or(|f| f.is_match(t)))
             .filter_map(|t| {
                 semver::Version::parse(t.trim_start_matches('v'))
@@ -210,6 +205,30 @@ impl Registry {
                     .map(|f| format!(" and the filter {:?}", f.as_str()))
                     .unwrap_or_default(),
             })
+    }
+
+    /// Every tag of `repo`, page by page (a registry answers a bounded number per request), up
+    /// to [`MAX_TAG_PAGES`] pages.
+    async fn all_tags(&self, repo: &Repository) -> Result<Vec<String>, FetchError> {
+        let mut all: Vec<String> = vec![];
+        for _ in 0..MAX_TAG_PAGES {
+            let page = self
+                .client
+                .list_tags(
+                    &repo.tagged("latest"),
+                    &self.auth,
+                    Some(TAG_PAGE),
+                    all.last().map(String::as_str),
+                )
+                .await
+                .map_err(|e| map_err(&repo.url(), e))?;
+            let more = next_page(&all, &page.tags, TAG_PAGE);
+            all.extend(page.tags);
+            if !more {
+                return Ok(all);
+            }
+        }
+        Ok(all)
     }
 
     /// Fetches the layer of `media_type` (default: Flux's content type, else the only layer) of
@@ -391,6 +410,16 @@ struct Descriptor {
     size: u64,
 }
 
+/// Tags asked for per request, and pages read at most (a million tags).
+const TAG_PAGE: usize = 1000;
+const MAX_TAG_PAGES: usize = 1000;
+
+/// Whether another page may follow `page`: it was full, and it moved on (a registry that
+/// ignores `last` would repeat itself forever).
+fn next_page(before: &[String], page: &[String], size: usize) -> bool {
+    page.len() >= size && page.last() != before.last()
+}
+
 /// Semver ranges as Flux users write them (Masterminds syntax): space- or comma-separated
 /// constraints, `||` between alternatives.
 pub struct SemverRange(Vec<semver::VersionReq>);
@@ -506,6 +535,21 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_read_page_by_page_until_a_page_is_short_or_repeats() {
+        let tags = |r: std::ops::Range<u32>| r.map(|i| format!("1.0.{i}")).collect::<Vec<_>>();
+        assert!(next_page(&[], &tags(0..3), 3));
+        assert!(
+            !next_page(&tags(0..3), &tags(3..5), 3),
+            "a short page is the last"
+        );
+        assert!(
+            !next_page(&tags(0..3), &tags(0..3), 3),
+            "a repeated page ends it"
+        );
+        assert!(!next_page(&tags(0..3), &[], 3));
+    }
 
     #[test]
     fn parses_repository_urls() {
