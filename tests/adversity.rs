@@ -661,3 +661,72 @@ async fn a_standby_judges_expiry_by_its_own_clock_not_the_leaders_timestamps() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_lock_someone_else_holds_is_never_taken_for_the_runs_nor_released() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Pod;
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "adv-lock").await;
+    let controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
+    // Someone else's lock on the state, taken an hour ago from another host.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let info = json!({"ID": "foreign-lock-id", "Operation": "OperationTypeApply",
+        "Who": "someone@elsewhere", "Created": "2026-01-01T00:00:00Z"});
+    let lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": "lock-tfstate-default-locked",
+            "annotations": {"app.terraform.io/lock-info": info.to_string()}},
+        "spec": {"holderIdentity": "foreign-lock-id"}}))
+    .unwrap();
+    leases.create(&Default::default(), &lease).await.unwrap();
+    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
+    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create_tf(
+        &api,
+        "locked",
+        json!({"interval": "10m", "approvePlan": "auto",
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+    )
+    .await;
+    let run = eventually("a run in flight", WAIT, || async {
+        api.get("locked").await.ok()?.status?.run.map(|r| r.name)
+    })
+    .await;
+    // The controller looks at the run (and the lock) a few times while it is in flight.
+    let looks = || async {
+        let metrics = controller.get("/metrics").await?.1;
+        metrics
+            .lines()
+            .find(|l| l.starts_with("landform_reconciliations_total{kind=\"Terraform\""))?
+            .rsplit(' ')
+            .next()?
+            .parse::<f64>()
+            .ok()
+    };
+    let before = eventually("a reconcile count", WAIT, || async { looks().await }).await;
+    eventually("three more looks at the run", WAIT, || async {
+        (looks().await? >= before + 3.0).then_some(())
+    })
+    .await;
+    let s = api.get("locked").await.unwrap().status.unwrap();
+    assert_eq!(s.lock, None, "someone else's lock is not the run's");
+
+    // The run is lost: nothing of its own to release, so the foreign lock stays.
+    Api::<Pod>::namespaced(client.clone(), &ns)
+        .delete(&run, &Default::default())
+        .await
+        .unwrap();
+    let s = wait_condition(&api, "locked", "Ready", "RunnerLost").await;
+    assert!(
+        !condition_message(&s, "Ready").contains("released"),
+        "{s:?}"
+    );
+    let holder = leases
+        .get("lock-tfstate-default-locked")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.holder_identity);
+    assert_eq!(holder.as_deref(), Some("foreign-lock-id"));
+}

@@ -290,7 +290,11 @@ async fn semver_ranges_see_every_page_of_tags() {
     let mut tags: Vec<String> = (1..=1000).map(|i| format!("0.0.{i}")).collect();
     tags.push("5.0.0".into());
     let (ok, _, err) = run(testenv_tool("oras")
-        .args(["tag", "--plain-http", &format!("{}/{name}:0.0.0", registry())])
+        .args([
+            "tag",
+            "--plain-http",
+            &format!("{}/{name}:0.0.0", registry()),
+        ])
         .args(&tags));
     assert!(ok, "{err}");
     let got = Registry::new(true, None)

@@ -156,7 +156,9 @@ async fn collect_run<K: Kind>(
     let has_result = matches!(result, Ok(Some(_)));
     let lease = obj.state_lease();
     let lock = match (&lease, &state, has_result) {
-        (Some(lease), RunState::Running, false) => locks::observe(ctx, &ns, lease, &run.name).await,
+        (Some(lease), RunState::Running, false) => {
+            locks::observe(ctx, &ns, lease, &run.name, run.started_at.as_ref()).await
+        }
         _ => status.lock.clone(),
     };
     let released = match (&lease, collect::lock_to_release(status, &state, has_result)) {

@@ -7,14 +7,33 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 
 use super::context::Context;
+use super::decide::collect::lock_is_the_runs;
 use crate::api::LockStatus;
 
-/// Who holds the lock now, as status shows it (`None`: nobody).
-pub async fn observe(ctx: &Context, ns: &str, lease: &str, run: &str) -> Option<LockStatus> {
+/// OpenTofu's description of a lock, on the Lease.
+const LOCK_INFO: &str = "app.terraform.io/lock-info";
+
+/// The lock `run` (started at `started`) holds now, as status shows it: `None` when nobody
+/// holds it, or someone else does (see [`lock_is_the_runs`]).
+pub async fn observe(
+    ctx: &Context,
+    ns: &str,
+    lease: &str,
+    run: &str,
+    started: Option<&Time>,
+) -> Option<LockStatus> {
     let lease = Api::<Lease>::namespaced(ctx.client.clone(), ns)
         .get_opt(lease)
         .await
         .ok()??;
+    let info = lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LOCK_INFO));
+    if !lock_is_the_runs(info.map(String::as_str), run, started) {
+        return None;
+    }
     let spec = lease.spec?;
     let id = spec.holder_identity.filter(|h| !h.is_empty())?;
     Some(LockStatus {

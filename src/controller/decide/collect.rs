@@ -77,6 +77,36 @@ pub fn lock_to_release<'a>(
     status.lock.as_ref().map(|l| l.id.as_str())
 }
 
+/// Whether the state lock described by OpenTofu's lock info (the JSON it keeps on the Lease)
+/// was taken by run `run`, started at `started`: in a pod its holder is `<user>@<pod name>`,
+/// and the pod is named after the run; a local run shares the controller's host name, so
+/// there the lock must at least have been taken after the run started. A lock someone else
+/// took is never recorded as the run's, so it is never released as the run's.
+pub fn lock_is_the_runs(info: Option<&str>, run: &str, started: Option<&Time>) -> bool {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Info {
+        #[serde(default)]
+        who: String,
+        created: Option<jiff::Timestamp>,
+    }
+    let Some(info) = info.and_then(|i| serde_json::from_str::<Info>(i).ok()) else {
+        return false;
+    };
+    if info
+        .who
+        .rsplit_once('@')
+        .is_some_and(|(_, host)| host == run)
+    {
+        return true;
+    }
+    // A little slack for clocks: the lock's time is the runner's, the start the controller's.
+    match (info.created, started) {
+        (Some(created), Some(started)) => created >= started.0 - jiff::SignedDuration::from_secs(5),
+        _ => false,
+    }
+}
+
 /// Takes what was `found` about the run in flight into `status`. `inputs` is the hash of the
 /// plan-shaping fields now.
 pub fn collect(

@@ -424,3 +424,34 @@ fn drift_and_stack_events_become_events_and_metrics() {
         "DriftDetected"
     );
 }
+
+#[test]
+fn a_lock_is_the_runs_only_by_its_host_or_its_time() {
+    let started = Time(jiff::Timestamp::from_second(1_000).unwrap());
+    let info = |who: &str, created: &str| {
+        serde_json::json!({"ID": "x", "Who": who, "Created": created}).to_string()
+    };
+    // In a pod: the host is the run.
+    let pod = info("runner@vpc-apply-1", "1970-01-01T00:00:01Z");
+    assert!(lock_is_the_runs(Some(&pod), "vpc-apply-1", Some(&started)));
+    // A local run: taken after the run started.
+    let after = info("root@host", "1970-01-01T00:16:50Z");
+    assert!(lock_is_the_runs(
+        Some(&after),
+        "vpc-apply-1",
+        Some(&started)
+    ));
+    // Someone else's, taken before the run started, or unreadable: not the run's.
+    let before = info("root@host", "1970-01-01T00:10:00Z");
+    assert!(!lock_is_the_runs(
+        Some(&before),
+        "vpc-apply-1",
+        Some(&started)
+    ));
+    assert!(!lock_is_the_runs(
+        Some("garbage"),
+        "vpc-apply-1",
+        Some(&started)
+    ));
+    assert!(!lock_is_the_runs(None, "vpc-apply-1", Some(&started)));
+}
