@@ -49,12 +49,26 @@ impl Repository {
         };
         let rest = url.strip_prefix("oci://").ok_or_else(bad)?;
         let (registry, repository) = rest.split_once('/').ok_or_else(bad)?;
-        if registry.is_empty() || repository.is_empty() || repository.contains(['@', ' ']) {
+        let repository = repository.trim_end_matches('/');
+        // As the distribution spec allows them: a host[:port], and path components of
+        // lower-case letters, digits and separators; nothing that could bend a request URL.
+        let host_ok = !registry.is_empty()
+            && registry
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        let path_ok = !repository.is_empty()
+            && repository.split('/').all(|part| {
+                !part.is_empty()
+                    && part.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+                    })
+            });
+        if !host_ok || !path_ok {
             return Err(bad());
         }
         Ok(Self {
             registry: registry.into(),
-            repository: repository.trim_end_matches('/').into(),
+            repository: repository.into(),
         })
     }
 
@@ -560,6 +574,20 @@ mod tests {
         );
         assert!(Repository::parse("https://x/y").is_err());
         assert!(Repository::parse("oci://hostonly").is_err());
+        // Found by fuzzing: what parses must print as a URL that parses again.
+        for bad in [
+            "oci://k\0Poc>\0P//",
+            "oci://r/a//b",
+            "oci://r/Team",
+            "oci://r x/y",
+            "oci://r/y?z",
+        ] {
+            assert!(Repository::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Repository::parse("oci://r/a/b/").unwrap().url(),
+            "oci://r/a/b"
+        );
         let (r, pin) = Repository::parse_pinned("oci://127.0.0.1:5000/team/vpc:1.2.0").unwrap();
         assert_eq!(
             (r.repository.as_str(), pin),
