@@ -4,7 +4,6 @@
 mod support;
 
 use kube::api::Api;
-use landform::api::Terraform;
 use serde_json::json;
 use support::tf::*;
 use support::*;
@@ -26,17 +25,14 @@ fn retry_seconds(note: &str) -> u64 {
 
 #[tokio::test]
 async fn failures_back_off_doubling_and_stall_after_max_retries() {
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-backoff").await;
+    let (client, ns, api) = tenant("adv-backoff").await;
     let _controller = Controller::start(&client, &ns, &[]).await;
     let repo = publish_module(&ns, "broken", "1", UNDECLARED);
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create_tf(
         &api,
         "broken",
         json!({"interval": "10m", "retryInterval": "3s", "maxRetries": 4, "approvePlan": "auto",
-            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+            "source": oci(&repo)}),
     )
     .await;
 
@@ -98,13 +94,10 @@ resource "terraform_data" "run" {
 
 #[tokio::test]
 async fn secret_values_never_reach_conditions_events_or_results() {
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-redact").await;
+    let (client, ns, api) = tenant("adv-redact").await;
     let _controller = Controller::start(&client, &ns, &[]).await;
     let quoted = r#"hunter2-"quoted"-value"#;
     let plain = "s3cr3t-Wert-42";
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     for (name, module, value) in [
         ("validated", VALIDATED, quoted),
         ("command", COMMAND, plain),
@@ -121,7 +114,7 @@ async fn secret_values_never_reach_conditions_events_or_results() {
             &api,
             name,
             json!({"interval": "10m", "maxRetries": 1, "approvePlan": "auto",
-                "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+                "source": oci(&repo),
                 "varsFrom": [{"kind": "Secret", "name": name}]}),
         )
         .await;
@@ -182,19 +175,16 @@ async fn secret_values_never_reach_conditions_events_or_results() {
 #[tokio::test]
 async fn a_hostile_result_is_refused_and_the_controller_keeps_serving() {
     use k8s_openapi::api::core::v1::{Pod, Secret};
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-result").await;
+    let (client, ns, api) = tenant("adv-result").await;
     // Pod mode with no node: the run's pod never starts, so the test decides what its result
     // Secret holds when the run ends.
     let controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
     let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create_tf(
         &api,
         "victim",
         json!({"interval": "10m", "approvePlan": "auto",
-            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+            "source": oci(&repo)}),
     )
     .await;
     let run = eventually("a plan run in flight", WAIT, || async {
@@ -255,18 +245,15 @@ resource "local_file" "f" {
 
 #[tokio::test]
 async fn an_approval_names_exactly_the_changes_that_were_reviewed() {
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-approve").await;
+    let (client, ns, api) = tenant("adv-approve").await;
     let _controller = Controller::start(&client, &ns, &[]).await;
     let out = tempfile::tempdir().unwrap();
     let repo = publish_module(&ns, "pet", "1", PET_FILE);
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create_tf(
         &api,
         "pet",
         json!({"interval": "10m", "approvePlan": "",
-            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+            "source": oci(&repo),
             "vars": [{"name": "dir", "value": out.path().to_str().unwrap()}]}),
     )
     .await;
@@ -307,9 +294,7 @@ async fn an_approval_names_exactly_the_changes_that_were_reviewed() {
 #[tokio::test]
 async fn outputs_never_overwrite_and_cleanup_never_deletes_a_secret_of_someone_else() {
     use k8s_openapi::api::core::v1::Secret;
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-owned").await;
+    let (client, ns, api) = tenant("adv-owned").await;
     let _controller = Controller::start(&client, &ns, &[]).await;
     // Someone's Secret, even labelled as if it were the object's.
     let theirs: Secret = serde_json::from_value(json!({
@@ -319,12 +304,11 @@ async fn outputs_never_overwrite_and_cleanup_never_deletes_a_secret_of_someone_e
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     secrets.create(&Default::default(), &theirs).await.unwrap();
     let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create_tf(
         &api,
         "grab",
         json!({"interval": "10m", "approvePlan": "auto", "maxRetries": 1,
-            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+            "source": oci(&repo),
             "writeOutputsToSecret": {"name": "theirs"}}),
     )
     .await;
@@ -352,9 +336,7 @@ async fn outputs_never_overwrite_and_cleanup_never_deletes_a_secret_of_someone_e
 
 #[tokio::test]
 async fn pending_runner_pods_time_out() {
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-pending").await;
+    let (client, ns, api) = tenant("adv-pending").await;
     // Pod mode with no node: runner pods stay Pending.
     let _controller = Controller::start(
         &client,
@@ -363,12 +345,11 @@ async fn pending_runner_pods_time_out() {
     )
     .await;
     let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create_tf(
         &api,
         "stuck",
         json!({"interval": "10m", "approvePlan": "auto", "destroyOnDelete": true,
-            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+            "source": oci(&repo)}),
     )
     .await;
     let s = wait_condition(&api, "stuck", "Ready", "RunnerLost").await;
@@ -381,18 +362,15 @@ async fn pending_runner_pods_time_out() {
 
 #[tokio::test]
 async fn skip_destroy_releases_an_object_whose_run_never_ends() {
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-skip").await;
+    let (client, ns, api) = tenant("adv-skip").await;
     // Pod mode with no node, and the default Pending timeout of 10 minutes: the run stays.
     let _controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
     let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create_tf(
         &api,
         "stuck",
         json!({"interval": "10m", "approvePlan": "auto", "destroyOnDelete": true,
-            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+            "source": oci(&repo)}),
     )
     .await;
     eventually("a run in flight", WAIT, || async {
@@ -424,9 +402,7 @@ async fn skip_destroy_releases_an_object_whose_run_never_ends() {
 
 #[tokio::test]
 async fn a_controller_killed_mid_apply_leaves_no_orphan_and_the_plan_is_applied_once() {
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-restart").await;
+    let (client, ns, api) = tenant("adv-restart").await;
     let mut first = Controller::start_as(&client, &ns, &format!("first-{ns}"), &[]).await;
     let out = tempfile::tempdir().unwrap();
     let (started, done) = (out.path().join("started"), out.path().join("done"));
@@ -436,12 +412,11 @@ async fn a_controller_killed_mid_apply_leaves_no_orphan_and_the_plan_is_applied_
         done.display()
     );
     let repo = publish_module(&ns, "slow", "1", &module);
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create_tf(
         &api,
         "slow",
         json!({"interval": "1h", "retryInterval": "2s", "approvePlan": "auto",
-            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+            "source": oci(&repo)}),
     )
     .await;
     eventually("the apply to be under way", WAIT, || async {
@@ -486,17 +461,14 @@ async fn a_controller_killed_mid_apply_leaves_no_orphan_and_the_plan_is_applied_
 #[tokio::test]
 async fn runs_leave_only_what_status_points_at() {
     use k8s_openapi::api::core::v1::Secret;
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-prune").await;
+    let (client, ns, api) = tenant("adv-prune").await;
     let _controller = Controller::start(&client, &ns, &[]).await;
     let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create_tf(
         &api,
         "busy",
         json!({"interval": "1h", "approvePlan": "auto", "drift": {"interval": "2s"},
-            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+            "source": oci(&repo),
             "writeOutputsToSecret": {"name": "busy-outputs"}}),
     )
     .await;
@@ -546,21 +518,18 @@ async fn runs_leave_only_what_status_points_at() {
 #[tokio::test]
 async fn a_leader_frozen_past_its_lease_does_nothing_when_it_wakes() {
     use k8s_openapi::api::coordination::v1::Lease;
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-frozen").await;
+    let (client, ns, api) = tenant("adv-frozen").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity).unwrap_or_default();
     let (one, two) = (format!("frozen-1-{ns}"), format!("frozen-2-{ns}"));
     let mut first = Controller::start_as(&client, &ns, &one, &[]).await;
     // Busy: a drift check every 2 seconds, each a run with its events.
     let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create_tf(
         &api,
         "busy",
         json!({"interval": "1h", "approvePlan": "auto", "drift": {"interval": "2s"},
-            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+            "source": oci(&repo)}),
     )
     .await;
     wait_condition(&api, "busy", "Drifted", "NoDrift").await;
@@ -605,9 +574,7 @@ async fn a_leader_frozen_past_its_lease_does_nothing_when_it_wakes() {
 async fn a_standby_judges_expiry_by_its_own_clock_not_the_leaders_timestamps() {
     use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-skew").await;
+    let (client, ns, _) = tenant("adv-skew").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     // A live leader whose clock is an hour behind: it renews every 2 seconds, and every
     // renewTime it writes looks an hour old.
@@ -667,9 +634,7 @@ async fn a_standby_judges_expiry_by_its_own_clock_not_the_leaders_timestamps() {
 async fn a_lock_someone_else_holds_is_never_taken_for_the_runs_nor_released() {
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::Pod;
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "adv-lock").await;
+    let (client, ns, api) = tenant("adv-lock").await;
     let controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
     // Someone else's lock on the state, taken an hour ago from another host.
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
@@ -682,12 +647,11 @@ async fn a_lock_someone_else_holds_is_never_taken_for_the_runs_nor_released() {
     .unwrap();
     leases.create(&Default::default(), &lease).await.unwrap();
     let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    let api: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create_tf(
         &api,
         "locked",
         json!({"interval": "10m", "approvePlan": "auto",
-            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
+            "source": oci(&repo)}),
     )
     .await;
     let run = eventually("a run in flight", WAIT, || async {

@@ -41,3 +41,18 @@ pub fn condition_message(s: &ObjectStatus, type_: &str) -> String {
         .map(|c| c.message.clone())
         .unwrap_or_default()
 }
+
+/// A namespace of its own (prefixed `prefix`) with the CRDs installed: the admin client, the
+/// namespace, and its `Terraform` API.
+pub async fn tenant(prefix: &str) -> (kube::Client, String, Api<Terraform>) {
+    let client = super::admin_client().await;
+    super::install_crds(&client).await;
+    let ns = super::namespace(&client, prefix).await;
+    let api = Api::namespaced(client.clone(), &ns);
+    (client, ns, api)
+}
+
+/// `spec.source` for tag `1` of `repo` on the test registry.
+pub fn oci(repo: &str) -> serde_json::Value {
+    json!({"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}})
+}
