@@ -48,15 +48,22 @@ impl JsonSchema for Duration {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "maxLength": 32,
-            "x-kubernetes-validations": [{
-                "rule": CEL_RULE,
-                "message": "must be a positive duration made of numbers with the units h, m, s or ms, for example 30s, 10m or 1h30m",
-            }],
-        })
+        schema(vec![])
     }
+}
+
+/// A duration's schema: a short string in the format of [`CEL_RULE`], and `extra` rules.
+fn schema(extra: Vec<serde_json::Value>) -> Schema {
+    let mut rules = vec![serde_json::json!({
+        "rule": CEL_RULE,
+        "message": "must be a positive duration made of numbers with the units h, m, s or ms, for example 30s, 10m or 1h30m",
+    })];
+    rules.extend(extra);
+    json_schema!({
+        "type": "string",
+        "maxLength": 32,
+        "x-kubernetes-validations": rules,
+    })
 }
 
 /// How often something happens: a [`Duration`] of at least one second, so that no object
@@ -97,18 +104,10 @@ impl JsonSchema for Interval {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         // The minimum is checked only on a well-formed duration; the format rule speaks for
         // the others.
-        let minimum = format!("!{} || duration(self) >= duration('1s')", &CEL_RULE);
-        json_schema!({
-            "type": "string",
-            "maxLength": 32,
-            "x-kubernetes-validations": [{
-                "rule": CEL_RULE,
-                "message": "must be a positive duration made of numbers with the units h, m, s or ms, for example 30s, 10m or 1h30m",
-            }, {
-                "rule": minimum,
-                "message": "must be at least 1s",
-            }],
-        })
+        schema(vec![serde_json::json!({
+            "rule": format!("!{CEL_RULE} || duration(self) >= duration('1s')"),
+            "message": "must be at least 1s",
+        })])
     }
 }
 
