@@ -4,6 +4,7 @@
 mod support;
 
 use kube::api::Api;
+use landform::api::Terraform;
 use serde_json::json;
 use support::tf::*;
 use support::*;
@@ -172,26 +173,41 @@ async fn secret_values_never_reach_conditions_events_or_results() {
     }
 }
 
+/// A controller in pod mode with no node: its runner pods stay Pending, so a test decides how
+/// each run ends.
+async fn nodeless(client: &kube::Client, ns: &str, extra: &[&str]) -> Controller {
+    let args: Vec<&str> = ["--runner", "pod"].iter().chain(extra).copied().collect();
+    Controller::start(client, ns, &args).await
+}
+
+/// Creates `name`, which plans and applies the greeting module at once, with `extra` fields.
+async fn create_greeting(api: &Api<Terraform>, ns: &str, name: &str, extra: serde_json::Value) {
+    let repo = publish_module(ns, name, "1", GREETING_MODULE);
+    let mut spec = json!({"interval": "10m", "approvePlan": "auto", "source": oci(&repo)});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    create_tf(api, name, spec).await;
+}
+
+/// The name of the run `name` has in flight, once it has one.
+async fn run_in_flight(api: &Api<Terraform>, name: &str) -> String {
+    eventually(&format!("a run of {name} in flight"), WAIT, || async {
+        let run = api.get(name).await.ok()?.status?.run?;
+        (run.phase == landform::api::RunPhase::Running).then_some(run.name)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_hostile_result_is_refused_and_the_controller_keeps_serving() {
     use k8s_openapi::api::core::v1::{Pod, Secret};
     let (client, ns, api) = tenant("adv-result").await;
     // Pod mode with no node: the run's pod never starts, so the test decides what its result
     // Secret holds when the run ends.
-    let controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
-    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    create_tf(
-        &api,
-        "victim",
-        json!({"interval": "10m", "approvePlan": "auto",
-            "source": oci(&repo)}),
-    )
-    .await;
-    let run = eventually("a plan run in flight", WAIT, || async {
-        let s = api.get("victim").await.ok()?.status?;
-        s.run.map(|r| r.name)
-    })
-    .await;
+    let controller = nodeless(&client, &ns, &[]).await;
+    create_greeting(&api, &ns, "victim", json!({})).await;
+    let run = run_in_flight(&api, "victim").await;
 
     // Whoever holds the runner's rights writes a result with a multi-byte plan ID and an
     // endless message, then the run ends.
@@ -337,21 +353,8 @@ async fn outputs_never_overwrite_and_cleanup_never_deletes_a_secret_of_someone_e
 #[tokio::test]
 async fn pending_runner_pods_time_out() {
     let (client, ns, api) = tenant("adv-pending").await;
-    // Pod mode with no node: runner pods stay Pending.
-    let _controller = Controller::start(
-        &client,
-        &ns,
-        &["--runner", "pod", "--runner-pending-timeout", "5s"],
-    )
-    .await;
-    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    create_tf(
-        &api,
-        "stuck",
-        json!({"interval": "10m", "approvePlan": "auto", "destroyOnDelete": true,
-            "source": oci(&repo)}),
-    )
-    .await;
+    let _controller = nodeless(&client, &ns, &["--runner-pending-timeout", "5s"]).await;
+    create_greeting(&api, &ns, "stuck", json!({})).await;
     let s = wait_condition(&api, "stuck", "Ready", "RunnerLost").await;
     let message = condition_message(&s, "Ready");
     assert!(
@@ -363,21 +366,10 @@ async fn pending_runner_pods_time_out() {
 #[tokio::test]
 async fn skip_destroy_releases_an_object_whose_run_never_ends() {
     let (client, ns, api) = tenant("adv-skip").await;
-    // Pod mode with no node, and the default Pending timeout of 10 minutes: the run stays.
-    let _controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
-    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    create_tf(
-        &api,
-        "stuck",
-        json!({"interval": "10m", "approvePlan": "auto", "destroyOnDelete": true,
-            "source": oci(&repo)}),
-    )
-    .await;
-    eventually("a run in flight", WAIT, || async {
-        let s = api.get("stuck").await.ok()?.status?;
-        (s.run?.phase == landform::api::RunPhase::Running).then_some(())
-    })
-    .await;
+    // The default Pending timeout of 10 minutes: the run stays.
+    let _controller = nodeless(&client, &ns, &[]).await;
+    create_greeting(&api, &ns, "stuck", json!({"destroyOnDelete": true})).await;
+    run_in_flight(&api, "stuck").await;
     // Deleting waits for the run in flight and says so; the annotation releases it at once.
     api.delete("stuck", &Default::default()).await.unwrap();
     let s = wait_condition(&api, "stuck", "Ready", "DeletionWaitsForRun").await;
@@ -635,7 +627,7 @@ async fn a_lock_someone_else_holds_is_never_taken_for_the_runs_nor_released() {
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::Pod;
     let (client, ns, api) = tenant("adv-lock").await;
-    let controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
+    let controller = nodeless(&client, &ns, &[]).await;
     // Someone else's lock on the state, taken an hour ago from another host.
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let info = json!({"ID": "foreign-lock-id", "Operation": "OperationTypeApply",
@@ -646,18 +638,8 @@ async fn a_lock_someone_else_holds_is_never_taken_for_the_runs_nor_released() {
         "spec": {"holderIdentity": "foreign-lock-id"}}))
     .unwrap();
     leases.create(&Default::default(), &lease).await.unwrap();
-    let repo = publish_module(&ns, "module", "1", GREETING_MODULE);
-    create_tf(
-        &api,
-        "locked",
-        json!({"interval": "10m", "approvePlan": "auto",
-            "source": oci(&repo)}),
-    )
-    .await;
-    let run = eventually("a run in flight", WAIT, || async {
-        api.get("locked").await.ok()?.status?.run.map(|r| r.name)
-    })
-    .await;
+    create_greeting(&api, &ns, "locked", json!({})).await;
+    let run = run_in_flight(&api, "locked").await;
     // The controller looks at the run (and the lock) a few times while it is in flight.
     let looks = || async {
         let metrics = controller.get("/metrics").await?.1;
