@@ -677,3 +677,46 @@ async fn a_lock_someone_else_holds_is_never_taken_for_the_runs_nor_released() {
         .and_then(|s| s.holder_identity);
     assert_eq!(holder.as_deref(), Some("foreign-lock-id"));
 }
+
+#[tokio::test]
+async fn a_view_of_the_object_that_is_behind_starts_no_second_run() {
+    use k8s_openapi::api::core::v1::Pod;
+    use landform::controller::{Once, reconcile_once};
+    let (client, ns, api) = tenant("adv-stale").await;
+    create_greeting(&api, &ns, "once", json!({})).await;
+
+    // Reconcile by hand until a run is recorded (the first adds the finalizer), keeping the
+    // view each reconcile was given.
+    let mut before = api.get("once").await.unwrap();
+    let mut recorded = None;
+    for _ in 0..5 {
+        let outcome = reconcile_once(client.clone(), before.clone())
+            .await
+            .unwrap();
+        assert_eq!(outcome, Once::Done);
+        let now = api.get("once").await.unwrap();
+        if let Some(run) = now.status.as_ref().and_then(|s| s.run.clone()) {
+            recorded = Some(run);
+            break;
+        }
+        before = now;
+    }
+    let recorded = recorded.expect("a run is recorded within five reconciles");
+
+    // The same reconcile again with the view from before the run was recorded, as a cache
+    // that is behind would give it: the write is refused and nothing starts.
+    let outcome = reconcile_once(client.clone(), before).await.unwrap();
+    let now = api.get("once").await.unwrap().status.unwrap().run.unwrap();
+    assert_eq!(now.name, recorded.name, "the recorded run stays");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let names: Vec<String> = pods
+        .items
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1, "one runner pod, not {names:?}");
+    assert_eq!(outcome, Once::Stale);
+}

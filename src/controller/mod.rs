@@ -11,6 +11,7 @@ pub mod kinds;
 mod leader;
 mod locks;
 mod metrics;
+mod once;
 mod pod;
 mod prune;
 mod reconcile;
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 use crate::api::{CloudFormationStack, Managed, SourceKind, Terraform};
 use crate::telemetry::LogFormat;
 pub use context::{Context, Settings};
+pub use once::{Once, reconcile_once};
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct Options {
