@@ -94,7 +94,7 @@ async fn creates_then_plans_changes_for_approval_and_skips_no_ops() {
     assert!(!s.plan.as_ref().unwrap().pending);
     let deployed = described(&env.cfn, &stack).await;
     assert_eq!(deployed.last_updated_time().cloned(), updated_before);
-    let no_op = format!("landform-{}", &s.plan.as_ref().unwrap().id[..8]);
+    let no_op = format!("landform-{}", &s.plan.as_ref().unwrap().id[8..]);
     let change_set = env
         .cfn
         .describe_change_set()
@@ -362,4 +362,66 @@ async fn depends_on_waits_for_another_stack_and_refuses_other_namespaces() {
         stalled.message
     );
     assert_eq!(stack_status(&env.cfn, &env.stack("far")).await, None);
+}
+
+#[tokio::test]
+async fn a_short_approval_names_the_changes_not_only_the_inputs() {
+    let env = setup("cfn-approve").await;
+    let repo = publish_files(&env.ns, "greeting", "1", &[("template.yaml", TEMPLATE_V1)]);
+    env.create("greeting", &repo, "1", json!({"approvePlan": ""}))
+        .await;
+    let s = env
+        .wait_ready("greeting", "False", "AwaitingApproval")
+        .await;
+    let approved = s.plan.unwrap();
+    env.patch("greeting", json!({"approvePlan": &approved.id[..8]}))
+        .await;
+    env.wait_ready("greeting", "True", "Applied").await;
+    let stack = env.stack("greeting");
+
+    // Out of band, someone adds a queue to the stack (keeping its tags and parameters).
+    let deployed = described(&env.cfn, &stack).await;
+    env.cfn
+        .update_stack()
+        .stack_name(&stack)
+        .template_body(template_v2())
+        .set_tags(Some(deployed.tags().to_vec()))
+        .set_parameters(Some(deployed.parameters().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    eventually("the update out of band", WAIT, || async {
+        (stack_status(&env.cfn, &stack).await == Some(StackStatus::UpdateComplete)).then_some(())
+    })
+    .await;
+    assert_eq!(resources(&env.cfn, &stack).await, ["Param", "Queue"]);
+
+    // A plan of the same inputs now removes the queue: nobody approved that.
+    env.api
+        .patch(
+            "greeting",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "again"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let s = eventually("the re-plan to be handled", WAIT, || async {
+        let s = env.api.get("greeting").await.ok()?.status?;
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+        let applied_again = s.last_handled_reconcile_at.as_deref() == Some("again")
+            && ready.reason == "Applied"
+            && s.run.as_ref()?.operation == landform::api::Operation::Apply;
+        (ready.reason == "ApprovalStale" || applied_again).then_some(s)
+    })
+    .await;
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "ApprovalStale", "{}", ready.message);
+    let replanned = s.plan.unwrap();
+    assert_eq!(replanned.summary.destroy, 1, "{replanned:?}");
+    assert!(replanned.pending);
+    assert_eq!(replanned.id[8..], approved.id[8..], "the same inputs");
+    assert_ne!(replanned.id[..8], approved.id[..8], "other changes");
+    assert_eq!(resources(&env.cfn, &stack).await, ["Param", "Queue"]);
 }

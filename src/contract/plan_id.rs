@@ -42,17 +42,23 @@ pub fn bind(inputs_id: &str, changes: &Value) -> String {
 }
 
 /// [`bind`] for engines whose plan must be found again by a name chosen before its changes
-/// are known (a change set): the first half of the ID is the inputs' (see [`name_part`]), the
-/// second the changes'.
-pub fn bind_named(inputs_id: &str, changes: &Value) -> String {
-    let name = name_part(inputs_id);
-    let tail = bind(&name, changes);
-    format!("{name}{}", &tail[..ID_LEN - name.len()])
+/// are known (a change set named from `name`, see [`name_part`]). The second half of the ID is
+/// that name; the first half hashes the name with the changes. The changes come first because
+/// approvals are usually a prefix of the ID (`landform approve --plan 1a2b3c4d`): a prefix must
+/// name the changes, never only the inputs, or it would approve any plan of the same inputs.
+pub fn bind_named(name: &str, changes: &Value) -> String {
+    let front = bind(name, changes);
+    format!("{}{name}", &front[..ID_LEN - name.len()])
 }
 
-/// The part of an ID of [`bind_named`] that names the plan.
-pub fn name_part(id: &str) -> String {
-    id.chars().take(ID_LEN / 2).collect()
+/// The part of an inputs ID that names a plan of [`bind_named`] before its changes are known.
+pub fn name_part(inputs_id: &str) -> String {
+    inputs_id.chars().take(ID_LEN / 2).collect()
+}
+
+/// The name a plan ID of [`bind_named`] carries (its second half).
+pub fn named_by(id: &str) -> String {
+    id.chars().skip(ID_LEN / 2).collect()
 }
 
 /// The ID-sized hash of a JSON value.
@@ -72,11 +78,15 @@ mod tests {
         let one = serde_json::json!([{"address": "a", "action": "create"}]);
         assert_ne!(bind(inputs, &two), bind(inputs, &one));
         assert_eq!(bind(inputs, &two), bind(inputs, &two));
-        let named = bind_named(inputs, &two);
+        let name = name_part(inputs);
+        assert_eq!(name, "01234567");
+        let named = bind_named(&name, &two);
         assert_eq!(named.len(), ID_LEN);
-        assert_eq!(name_part(&named), "01234567");
-        assert_ne!(named, bind_named(inputs, &one));
-        assert_eq!(name_part(&bind_named(inputs, &one)), "01234567");
+        assert_eq!(named_by(&named), name);
+        let other = bind_named(&name, &one);
+        assert_eq!(named_by(&other), name);
+        // A short approval (the first half) names the changes, not only the inputs.
+        assert_ne!(named[..8], other[..8]);
     }
     use crate::contract::spec::{Backend, ModuleRun};
 

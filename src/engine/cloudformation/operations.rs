@@ -20,20 +20,22 @@ use crate::api::ResourceChange;
 use crate::contract::RunResult;
 use crate::contract::plan_id;
 
-/// Change sets Landform makes are named `landform-<the first half of the plan ID>`: the half
+/// Change sets Landform makes are named `landform-<the second half of the plan ID>`: the half
 /// that the inputs decide, known before the change set exists.
 const CHANGE_SET_PREFIX: &str = "landform-";
 
-pub fn change_set_name(id: &str) -> String {
-    format!("{CHANGE_SET_PREFIX}{}", plan_id::name_part(id))
+fn change_set_name(name: &str) -> String {
+    format!("{CHANGE_SET_PREFIX}{name}")
+}
+
+/// The plan ID of a change set named `name` with these changes.
+fn bound(name: &str, changes: &[ResourceChange]) -> String {
+    plan_id::bind_named(name, &serde_json::to_value(changes).unwrap_or_default())
 }
 
 /// The plan ID of a change set made from inputs `inputs_id` with these changes.
 pub fn plan_id(inputs_id: &str, changes: &[ResourceChange]) -> String {
-    plan_id::bind_named(
-        inputs_id,
-        &serde_json::to_value(changes).unwrap_or_default(),
-    )
+    bound(&plan_id::name_part(inputs_id), changes)
 }
 
 /// Every change of a change set that is ready, across its pages.
@@ -70,7 +72,7 @@ pub async fn plan(ctx: &Ctx<'_>, d: &Desired<'_>) -> Result<RunResult, CloudErro
         None | Some("REVIEW_IN_PROGRESS") => ChangeSetType::Create,
         Some(_) => ChangeSetType::Update,
     };
-    let name = change_set_name(&d.inputs_id);
+    let name = change_set_name(&plan_id::name_part(&d.inputs_id));
     // The ID of a plan without changes; a change set's own is known once it is described.
     let id = plan_id(&d.inputs_id, &[]);
     let cfn = &ctx.aws.cfn;
@@ -233,7 +235,8 @@ const STALE_READS: u32 = 6;
 pub async fn apply(ctx: &Ctx<'_>, id: &str) -> Result<RunResult, CloudError> {
     let cfn = &ctx.aws.cfn;
     let stack_name = &ctx.stack.stack_name;
-    let name = change_set_name(id);
+    let named = plan_id::named_by(id);
+    let name = change_set_name(&named);
     let gone = || {
         CloudError::PlanGone(format!(
             "the change set {name} of plan {id} is gone from stack {stack_name}; plan again"
@@ -262,7 +265,7 @@ pub async fn apply(ctx: &Ctx<'_>, id: &str) -> Result<RunResult, CloudError> {
             // The change set must still hold the changes that were approved: one made again
             // under the same name (by hand, or by another plan) is not what was approved.
             let (_, resources) = changes::summarize(&listed_changes(ctx, &name).await?);
-            if plan_id(id, &resources) != id {
+            if bound(&named, &resources) != id {
                 return Err(CloudError::PlanGone(format!(
                     "the change set {name} no longer holds the changes of plan {id}; plan again"
                 )));
