@@ -13,6 +13,8 @@ use support::node::NodeAgent;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(180);
+/// The runner image `scripts/testenv image` builds.
+const IMAGE: &str = "localhost/landform:test";
 
 fn publish(ns: &str, main_tf: &str) -> String {
     publish_module(ns, "module", "1", main_tf)
@@ -54,12 +56,8 @@ async fn runs_in_restricted_pods_with_the_runner_service_account() {
     install_crds(&client).await;
     let ns = namespace(&client, "pods").await;
     tenant_rbac(&client, &ns).await;
-    let _controller = Controller::start(
-        &client,
-        &ns,
-        &["--runner", "pod", "--runner-image", "landform:test"],
-    )
-    .await;
+    let _controller =
+        Controller::start(&client, &ns, &["--runner", "pod", "--runner-image", IMAGE]).await;
     let agent = NodeAgent::start(client.clone(), &ns);
     let repo = publish(&ns, MODULE);
     let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
@@ -134,7 +132,7 @@ async fn runs_in_restricted_pods_with_the_runner_service_account() {
     assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
     assert_eq!(spec.active_deadline_seconds, Some(300));
     let c = &spec.containers[0];
-    assert_eq!(c.image.as_deref(), Some("landform:test"));
+    assert_eq!(c.image.as_deref(), Some(IMAGE));
     let sc = c.security_context.clone().unwrap();
     assert_eq!(
         (
@@ -159,7 +157,8 @@ async fn a_runner_without_rights_fails_visibly() {
         .create(&PostParams::default(), &sa)
         .await
         .unwrap();
-    let _controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
+    let _controller =
+        Controller::start(&client, &ns, &["--runner", "pod", "--runner-image", IMAGE]).await;
     let _agent = NodeAgent::start(client.clone(), &ns);
     let repo = publish(&ns, MODULE);
     let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
@@ -185,7 +184,8 @@ async fn a_destroy_that_cannot_fetch_its_artifact_says_so_and_the_annotation_rel
     install_crds(&client).await;
     let ns = namespace(&client, "pods-gone").await;
     tenant_rbac(&client, &ns).await;
-    let _controller = Controller::start(&client, &ns, &["--runner", "pod"]).await;
+    let _controller =
+        Controller::start(&client, &ns, &["--runner", "pod", "--runner-image", IMAGE]).await;
     let _agent = NodeAgent::start(client.clone(), &ns);
     let repo = publish(&ns, MODULE);
     let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
@@ -244,7 +244,7 @@ async fn suspending_mid_run_lets_the_run_end_and_frees_its_slot() {
             "--runner",
             "pod",
             "--runner-image",
-            "landform:test",
+            IMAGE,
             "--max-runs",
             "1",
         ],

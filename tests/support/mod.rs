@@ -113,9 +113,18 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
     .take(8)
     .collect();
     let name = format!("{prefix}-{suffix}");
+    // Restricted Pod Security, enforced by the API server: a runner pod that asks for more
+    // than a tenant may is refused, as on a cluster that enforces it.
     let ns = Namespace {
         metadata: ObjectMeta {
             name: Some(name.clone()),
+            labels: Some(
+                [(
+                    "pod-security.kubernetes.io/enforce".to_string(),
+                    "restricted".to_string(),
+                )]
+                .into(),
+            ),
             ..Default::default()
         },
         ..Default::default()
@@ -390,6 +399,13 @@ impl Controller {
             ])
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{metrics_port}"))
+            // Most tests run the engine as the controller's children; pod-mode tests say so.
+            .args(
+                (!extra.contains(&"--runner"))
+                    .then_some(["--runner", "local"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .env("KUBECONFIG", &kubeconfig)
             .env("LANDFORM_TOFU", testenv_dir().join("bin/tofu"))

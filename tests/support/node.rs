@@ -1,17 +1,33 @@
-//! A test node agent: the test control plane has no kubelet, so this binds pending runner pods,
-//! gets their service account a real token (TokenRequest, bound to the pod), materialises their
-//! ConfigMap volumes and env, runs the container command as a local process, and reports pod
-//! status. Everything it talks to is the real API server, so the runner's RBAC is enforced.
+//! A test node agent standing in for the kubelet: the test control plane has no node, so this
+//! binds the namespace's pending pods to one and runs each pod's container in a real container
+//! runtime (podman with runc, from `scripts/testenv`), as a kubelet would:
+//!
+//! - the pod's image (never pulled: images are built locally), command, args and env (values,
+//!   Secret and ConfigMap references, `envFrom`);
+//! - its security context: user, group, fsGroup, read-only root filesystem (without the
+//!   writable tmpfs podman adds by default), capabilities, no-new-privileges, seccomp;
+//! - emptyDir and ConfigMap volumes, and the service account's token (a real TokenRequest bound
+//!   to the pod) with the cluster CA and namespace at the standard path, with
+//!   `KUBERNETES_SERVICE_HOST`/`PORT`, so in-cluster configuration runs for real;
+//! - `activeDeadlineSeconds`, and deletion as SIGTERM, the grace period, then SIGKILL, after
+//!   which the pod object is removed (the kubelet's final delete).
+//!
+//! What differs from a kubelet: containers share the host's network (the test components
+//! listen on loopback); the pod's resource limits are not enforced; and the node mounts the
+//! test environment's OpenTofu provider mirror (read-only, with `TF_CLI_CONFIG_FILE`), standing
+//! in for the provider registry this machine cannot reach.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use tokio::sync::watch;
 
 pub struct NodeAgent {
     task: tokio::task::JoinHandle<()>,
@@ -26,6 +42,25 @@ impl Drop for NodeAgent {
 }
 
 pub const NODE: &str = "landform-test-node";
+const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The podman command of the test environment (its own storage and runc).
+pub fn podman() -> tokio::process::Command {
+    let env = super::testenv();
+    let mut cmd = tokio::process::Command::new("podman");
+    for k in ["CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF"] {
+        if let Some(v) = env.get(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.kill_on_drop(false);
+    cmd
+}
+
+/// The container's name for a pod.
+fn container_name(ns: &str, pod: &str) -> String {
+    format!("k8s_{ns}_{pod}")
+}
 
 impl NodeAgent {
     pub fn start(client: Client, ns: &str) -> Self {
@@ -35,26 +70,48 @@ impl NodeAgent {
         let task = tokio::spawn(async move {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
             let mut started = HashSet::new();
+            // Per pod it runs: how to ask it to stop (the grace period, in seconds).
+            let stops: Arc<Mutex<HashMap<String, watch::Sender<Option<i64>>>>> = Arc::default();
             loop {
-                if let Ok(list) = pods
-                    .list(&ListParams::default().labels("landform.dev/run"))
-                    .await
-                {
+                if let Ok(list) = pods.list(&ListParams::default()).await {
                     for pod in list.items {
                         let name = pod.name_any();
-                        let bound = pod
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.node_name.clone())
-                            .is_some();
-                        if bound || !started.insert(name.clone()) {
+                        let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+                        if pod.metadata.deletion_timestamp.is_some() {
+                            if bound == Some(NODE) {
+                                let grace =
+                                    pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
+                                // Running: ask it to stop; its task removes the pod after.
+                                let running = stops.lock().unwrap().get(&name).map(|stop| {
+                                    stop.send_if_modified(|g| {
+                                        let first = g.is_none();
+                                        *g = g.or(Some(grace));
+                                        first
+                                    });
+                                });
+                                if running.is_none() {
+                                    let _ = pods
+                                        .delete(&name, &DeleteParams::default().grace_period(0))
+                                        .await;
+                                }
+                            }
+                            continue;
+                        }
+                        if bound.is_some() || !started.insert(name.clone()) {
                             continue;
                         }
                         seen.lock().unwrap().push(name.clone());
-                        tokio::spawn(run_pod(client.clone(), ns.clone(), pod));
+                        let (tx, rx) = watch::channel(None);
+                        stops.lock().unwrap().insert(name.clone(), tx);
+                        let stops = stops.clone();
+                        let (client, ns) = (client.clone(), ns.clone());
+                        tokio::spawn(async move {
+                            run_pod(client, ns, pod, rx).await;
+                            stops.lock().unwrap().remove(&name);
+                        });
                     }
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
         Self { task, ran }
@@ -71,7 +128,17 @@ async fn set_status(pods: &Api<Pod>, name: &str, status: serde_json::Value) {
         .await;
 }
 
-async fn run_pod(client: Client, ns: String, pod: Pod) {
+/// Marks the pod as not starting, as a kubelet does with a container it cannot create.
+async fn cannot_start(pods: &Api<Pod>, pod: &Pod, reason: &str, message: String) {
+    eprintln!("node agent: {}: {reason}: {message}", pod.name_any());
+    let c = &pod.spec.as_ref().unwrap().containers[0];
+    set_status(pods, &pod.name_any(), json!({"phase": "Pending",
+        "containerStatuses": [{"name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": message}}}]}))
+    .await;
+}
+
+async fn run_pod(client: Client, ns: String, pod: Pod, mut stop: watch::Receiver<Option<i64>>) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let name = pod.name_any();
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}});
@@ -87,53 +154,298 @@ async fn run_pod(client: Client, ns: String, pod: Pod) {
         eprintln!("node agent: binding {name}: {e}");
         return;
     }
+    let root = tempfile::tempdir().unwrap();
+    let args = match container_args(&client, &ns, &pod, root.path()).await {
+        Ok(args) => args,
+        Err((reason, message)) => return cannot_start(&pods, &pod, reason, message).await,
+    };
     let spec = pod.spec.clone().unwrap();
     let container = spec.containers[0].clone();
+    let cname = container_name(&ns, &name);
+    let log =
+        std::fs::File::create(super::logs_dir().join(format!("pod-{ns}-{name}.log"))).unwrap();
+    let _ = podman().args(["rm", "-f", &cname]).output().await;
+    let mut child = podman()
+        .arg("run")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting podman");
     let started = jiff::Timestamp::now().to_string();
     set_status(&pods, &name, json!({"phase": "Running", "startTime": started,
         "containerStatuses": [{"name": container.name, "image": container.image, "imageID": "", "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": started}}}]})).await;
 
-    let root = tempfile::tempdir().unwrap();
-    // Volumes: ConfigMaps materialised as files, everything else an empty directory.
+    let deadline = spec
+        .active_deadline_seconds
+        .map(|s| Duration::from_secs(s as u64))
+        .unwrap_or(Duration::MAX / 4);
+    let pod_grace = spec.termination_grace_period_seconds.unwrap_or(30);
+    let mut deleted = false;
+    let mut deadline_exceeded = false;
+    let status = tokio::select! {
+        s = child.wait() => s,
+        _ = tokio::time::sleep(deadline) => {
+            deadline_exceeded = true;
+            stop_container(&cname, pod_grace).await;
+            child.wait().await
+        }
+        grace = async { stop.wait_for(Option::is_some).await.map(|g| g.unwrap_or(30)) } => {
+            deleted = true;
+            stop_container(&cname, grace.unwrap_or(30)).await;
+            child.wait().await
+        }
+    };
+    let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+    let _ = podman().args(["rm", "-f", &cname]).output().await;
+    let finished = jiff::Timestamp::now().to_string();
+    let phase = if code == 0 && !deadline_exceeded {
+        "Succeeded"
+    } else {
+        "Failed"
+    };
+    let mut status = json!({"phase": phase,
+        "containerStatuses": [{"name": container.name, "image": container.image, "imageID": "", "ready": false, "restartCount": 0, "started": false,
+            "state": {"terminated": {"exitCode": code, "startedAt": started, "finishedAt": finished, "reason": if code == 0 { "Completed" } else { "Error" }}}}]});
+    if deadline_exceeded {
+        status["reason"] = json!("DeadlineExceeded");
+        status["message"] = json!("Pod was active on the node longer than the specified deadline");
+    }
+    set_status(&pods, &name, status).await;
+    if deleted {
+        let _ = pods
+            .delete(&name, &DeleteParams::default().grace_period(0))
+            .await;
+    }
+}
+
+/// SIGTERM, `grace` seconds, then SIGKILL.
+async fn stop_container(name: &str, grace: i64) {
+    let _ = podman()
+        .args(["stop", "--time", &grace.max(0).to_string(), name])
+        .output()
+        .await;
+}
+
+type Refused = (&'static str, String);
+
+/// The `podman run` arguments for the pod's (first) container, with its volumes, token and
+/// env materialised under `root`.
+async fn container_args(
+    client: &Client,
+    ns: &str,
+    pod: &Pod,
+    root: &Path,
+) -> Result<Vec<String>, Refused> {
+    let spec = pod.spec.clone().unwrap();
+    let c: Container = spec.containers[0].clone();
+    let image = c.image.clone().unwrap_or_default();
+    let image_user = image_user(&image).await?;
+    let psc = spec.security_context.clone().unwrap_or_default();
+    let sc = c.security_context.clone().unwrap_or_default();
+    let uid = sc
+        .run_as_user
+        .or(psc.run_as_user)
+        .or_else(|| image_user.0.parse().ok());
+    let gid = sc
+        .run_as_group
+        .or(psc.run_as_group)
+        .or_else(|| image_user.1.as_ref().and_then(|g| g.parse().ok()));
+    let non_root = sc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false);
+    if non_root && uid.is_none_or(|u| u == 0) {
+        return Err((
+            "CreateContainerConfigError",
+            "container has runAsNonRoot and image will run as root (or a non-numeric user)".into(),
+        ));
+    }
+    let mut args: Vec<String> = vec![
+        "--name".into(),
+        container_name(ns, &pod.name_any()),
+        "--network".into(),
+        "host".into(),
+        "--pull".into(),
+        "never".into(),
+        "--hostname".into(),
+        pod.name_any(),
+    ];
+    if let Some(uid) = uid {
+        args.push("--user".into());
+        args.push(match gid {
+            Some(g) => format!("{uid}:{g}"),
+            None => uid.to_string(),
+        });
+    }
+    for g in psc
+        .fs_group
+        .iter()
+        .chain(psc.supplemental_groups.iter().flatten())
+    {
+        args.push("--group-add".into());
+        args.push(g.to_string());
+    }
+    if sc.read_only_root_filesystem == Some(true) {
+        args.extend(["--read-only".into(), "--read-only-tmpfs=false".into()]);
+    }
+    if let Some(caps) = &sc.capabilities {
+        for d in caps.drop.iter().flatten() {
+            args.extend(["--cap-drop".into(), d.clone()]);
+        }
+        for a in caps.add.iter().flatten() {
+            args.extend(["--cap-add".into(), a.clone()]);
+        }
+    }
+    if sc.allow_privilege_escalation == Some(false) {
+        args.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    }
+    let seccomp = sc.seccomp_profile.or(psc.seccomp_profile).map(|p| p.type_);
+    if seccomp.as_deref() == Some("Unconfined") {
+        args.extend(["--security-opt".into(), "seccomp=unconfined".into()]);
+    }
+    if sc.privileged == Some(true) {
+        args.push("--privileged".into());
+    }
+
+    // Volumes: ConfigMaps as files, emptyDirs as empty directories anyone may write (as the
+    // kubelet makes them); others are not supported here.
     let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
     for v in spec.volumes.clone().unwrap_or_default() {
-        let dir = root.path().join(&v.name);
+        let dir = root.join("volumes").join(&v.name);
         std::fs::create_dir_all(&dir).unwrap();
         if let Some(cm) = &v.config_map {
-            let data = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            let data = Api::<ConfigMap>::namespaced(client.clone(), ns)
                 .get(&cm.name)
                 .await
-                .unwrap()
+                .map_err(|e| {
+                    (
+                        "CreateContainerConfigError",
+                        format!("configmap {}: {e}", cm.name),
+                    )
+                })?
                 .data
                 .unwrap_or_default();
             for (k, val) in data {
                 std::fs::write(dir.join(k), val).unwrap();
             }
+            chmod(&dir, 0o755);
+        } else if v.empty_dir.is_some() {
+            chmod(&dir, 0o1777);
+        } else {
+            return Err((
+                "CreateContainerConfigError",
+                format!(
+                    "volume {}: only configMap and emptyDir volumes run on the test node",
+                    v.name
+                ),
+            ));
         }
         dirs.insert(v.name.clone(), dir);
     }
-    let mut mounts: Vec<(String, PathBuf)> = container
-        .volume_mounts
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| (m.mount_path.clone(), dirs[&m.name].clone()))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
-    let local = |s: &str| {
-        for (path, dir) in &mounts {
-            if let Some(rest) = s.strip_prefix(path.as_str()) {
-                return format!("{}{rest}", dir.display());
-            }
-        }
-        s.to_string()
-    };
+    for m in c.volume_mounts.clone().unwrap_or_default() {
+        let dir = dirs.get(&m.name).ok_or((
+            "CreateContainerConfigError",
+            format!("volume mount {}: no such volume", m.name),
+        ))?;
+        let ro = if m.read_only == Some(true) { ":ro" } else { "" };
+        args.extend([
+            "-v".into(),
+            format!("{}:{}{ro}", dir.display(), m.mount_path),
+        ]);
+    }
 
     // The service account's token, bound to this pod, as the runner's only credential.
-    let sa = spec
-        .service_account_name
-        .clone()
-        .unwrap_or_else(|| "default".into());
+    if spec.automount_service_account_token != Some(false) {
+        let dir = root.join("token");
+        std::fs::create_dir_all(&dir).unwrap();
+        let sa = spec
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let token = token(client, ns, &sa, pod).await?;
+        std::fs::write(dir.join("token"), token).unwrap();
+        std::fs::copy(super::testenv_dir().join("pki/ca.crt"), dir.join("ca.crt")).unwrap();
+        std::fs::write(dir.join("namespace"), ns).unwrap();
+        chmod(&dir, 0o755);
+        for f in ["token", "ca.crt", "namespace"] {
+            chmod(&dir.join(f), 0o644);
+        }
+        args.extend(["-v".into(), format!("{}:{TOKEN_DIR}:ro", dir.display())]);
+    }
+    let env = super::testenv();
+    let api = url_host_port(&env["LANDFORM_TEST_APISERVER"]);
+    args.extend([
+        "-e".into(),
+        format!("KUBERNETES_SERVICE_HOST={}", api.0),
+        "-e".into(),
+        format!("KUBERNETES_SERVICE_PORT={}", api.1),
+    ]);
+    // The provider mirror, in place of the provider registry (see the module's comment).
+    const MIRROR: &str = "/opt/landform-test/providers";
+    let tofurc = root.join("tofurc");
+    std::fs::write(
+        &tofurc,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path = \"{MIRROR}\"\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    chmod(&tofurc, 0o644);
+    chmod(root, 0o755);
+    args.extend([
+        "-v".into(),
+        format!("{}:/opt/landform-test/tofurc:ro", tofurc.display()),
+        "-v".into(),
+        format!("{}:{MIRROR}:ro", env["LANDFORM_TEST_PROVIDERS"]),
+        "-e".into(),
+        "TF_CLI_CONFIG_FILE=/opt/landform-test/tofurc".into(),
+    ]);
+    for (k, v) in pod_env(client, ns, &c).await? {
+        args.extend(["-e".into(), format!("{k}={v}")]);
+    }
+
+    let mut command = c.command.clone().unwrap_or_default();
+    if let Some(first) = command.first() {
+        args.extend(["--entrypoint".into(), first.clone()]);
+        command.remove(0);
+    }
+    args.push(image);
+    args.extend(command);
+    args.extend(c.args.clone().unwrap_or_default());
+    Ok(args)
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn url_host_port(url: &str) -> (String, String) {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let (host, port) = rest.trim_end_matches('/').rsplit_once(':').unwrap();
+    (host.to_string(), port.to_string())
+}
+
+/// The image's `USER` as (user, group), or `NotFound`-like refusal if the image is missing.
+async fn image_user(image: &str) -> Result<(String, Option<String>), Refused> {
+    let out = podman()
+        .args(["image", "inspect", "--format", "{{.Config.User}}", image])
+        .output()
+        .await
+        .map_err(|e| ("ErrImageNeverPull", e.to_string()))?;
+    if !out.status.success() {
+        return Err((
+            "ErrImageNeverPull",
+            format!("image {image} is not present on the node (images are never pulled here)"),
+        ));
+    }
+    let user = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(match user.split_once(':') {
+        Some((u, g)) => (u.to_string(), Some(g.to_string())),
+        None => (user, None),
+    })
+}
+
+async fn token(client: &Client, ns: &str, sa: &str, pod: &Pod) -> Result<String, Refused> {
     let tr = TokenRequest {
         spec: Some(TokenRequestSpec {
             audiences: None,
@@ -141,63 +453,90 @@ async fn run_pod(client: Client, ns: String, pod: Pod) {
             bound_object_ref: Some(BoundObjectReference {
                 kind: Some("Pod".into()),
                 api_version: Some("v1".into()),
-                name: Some(name.clone()),
+                name: Some(pod.name_any()),
                 uid: pod.metadata.uid.clone(),
             }),
         }),
         ..Default::default()
     };
-    let token = match Api::<ServiceAccount>::namespaced(client.clone(), &ns)
-        .create_token_request(&sa, &PostParams::default(), &tr)
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(sa, &PostParams::default(), &tr)
         .await
-    {
-        Ok(t) => t.status.unwrap().token.unwrap(),
-        Err(e) => {
-            eprintln!("node agent: token for {ns}/{sa}: {e}");
-            set_status(&pods, &name, json!({"phase": "Failed", "reason": "ServiceAccountTokenFailed", "message": e.to_string()})).await;
-            return;
-        }
-    };
-    // One path per service account, like the fixed token path in a real pod: a saved plan
-    // records the backend configuration, kubeconfig path included, and apply must find it.
-    let kubeconfig = super::logs_dir().join(format!("kubeconfig-pod-{ns}-{sa}"));
-    super::write_token_kubeconfig(&kubeconfig, &token, &ns, &sa);
+        .map(|t| t.status.and_then(|s| s.token).unwrap_or_default())
+        .map_err(|e| {
+            (
+                "ServiceAccountTokenFailed",
+                format!("token for {ns}/{sa}: {e}"),
+            )
+        })
+}
 
-    let mut command = container.command.clone().unwrap_or_default();
-    command.extend(container.args.clone().unwrap_or_default());
-    let program = if command[0] == "landform" {
-        PathBuf::from(env!("CARGO_BIN_EXE_landform"))
-    } else {
-        PathBuf::from(&command[0])
+/// The container's environment: `envFrom` first, then `env` (values, Secret and ConfigMap
+/// keys, the pod's name and namespace).
+async fn pod_env(
+    client: &Client,
+    ns: &str,
+    c: &Container,
+) -> Result<Vec<(String, String)>, Refused> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let missing = |what: String| ("CreateContainerConfigError", what);
+    let secret_data = |s: Secret| -> BTreeMap<String, String> {
+        s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+            .collect()
     };
-    let env = super::testenv();
-    let path = format!(
-        "{}:{}",
-        super::testenv_dir().join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(command[1..].iter().map(|a| local(a)))
-        .env_clear()
-        .env("PATH", path)
-        .env("KUBECONFIG", &kubeconfig)
-        .env("TF_CLI_CONFIG_FILE", &env["TF_CLI_CONFIG_FILE"]);
-    for e in container.env.clone().unwrap_or_default() {
-        if let Some(v) = e.value {
-            cmd.env(e.name, local(&v));
-        }
+    let mut out = vec![];
+    for from in c.env_from.clone().unwrap_or_default() {
+        let prefix = from.prefix.unwrap_or_default();
+        let data = if let Some(s) = from.secret_ref {
+            secret_data(
+                secrets
+                    .get(&s.name)
+                    .await
+                    .map_err(|e| missing(format!("secret {}: {e}", s.name)))?,
+            )
+        } else if let Some(m) = from.config_map_ref {
+            maps.get(&m.name)
+                .await
+                .map_err(|e| missing(format!("configmap {}: {e}", m.name)))?
+                .data
+                .unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
+        out.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
     }
-    let log =
-        std::fs::File::create(super::logs_dir().join(format!("pod-{ns}-{name}.log"))).unwrap();
-    let status = cmd
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .status()
-        .await;
-    let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
-    let finished = jiff::Timestamp::now().to_string();
-    let phase = if code == 0 { "Succeeded" } else { "Failed" };
-    set_status(&pods, &name, json!({"phase": phase,
-        "containerStatuses": [{"name": container.name, "image": container.image, "imageID": "", "ready": false, "restartCount": 0, "started": false,
-            "state": {"terminated": {"exitCode": code, "startedAt": started, "finishedAt": finished, "reason": if code == 0 { "Completed" } else { "Error" }}}}]})).await;
+    for e in c.env.clone().unwrap_or_default() {
+        let value = if let Some(v) = e.value {
+            v
+        } else if let Some(from) = e.value_from {
+            if let Some(r) = from.secret_key_ref {
+                let s = secrets
+                    .get(&r.name)
+                    .await
+                    .map_err(|e| missing(format!("secret {}: {e}", r.name)))?;
+                secret_data(s)
+                    .remove(&r.key)
+                    .ok_or_else(|| missing(format!("secret {} has no key {}", r.name, r.key)))?
+            } else if let Some(r) = from.config_map_key_ref {
+                let m = maps
+                    .get(&r.name)
+                    .await
+                    .map_err(|e| missing(format!("configmap {}: {e}", r.name)))?;
+                m.data
+                    .unwrap_or_default()
+                    .remove(&r.key)
+                    .ok_or_else(|| missing(format!("configmap {} has no key {}", r.name, r.key)))?
+            } else {
+                continue;
+            }
+        } else {
+            String::new()
+        };
+        out.push((e.name, value));
+    }
+    Ok(out)
 }
