@@ -13,5 +13,10 @@ pub mod result;
 pub mod spec;
 
 pub use crate::api::Operation;
+
+/// Within this after SIGTERM, a runner has interrupted its engine and the engine has written
+/// its state and released its lock; what still runs then is killed. Runner pods get a
+/// termination grace period longer than this.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(25);
 pub use result::{DriftReport, RunResult};
 pub use spec::{ArtifactRef, Backend, ModuleRun, Owner, RunSpec, StackRun, Work};

@@ -13,10 +13,12 @@ use k8s_openapi::api::core::v1::{
 use kube::api::ObjectMeta;
 
 use crate::api::RunnerPodTemplate;
-use crate::contract::RunSpec;
 use crate::contract::names::{self, LABEL_OWNER, LABEL_RUN, SPEC_KEY};
+use crate::contract::{RunSpec, STOP_GRACE};
 pub const SPEC_DIR: &str = "/etc/landform/run";
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "landform-runner";
+/// Seconds a runner pod's grace period allows beyond the runner's own [`STOP_GRACE`].
+const POD_GRACE_MARGIN: i64 = 10;
 /// UID and GID of the runner image's user.
 pub const RUNNER_UID: i64 = 65532;
 
@@ -153,6 +155,9 @@ pub fn build(
             restart_policy: Some("Never".into()),
             service_account_name: Some(service_account.unwrap_or(DEFAULT_SERVICE_ACCOUNT).into()),
             active_deadline_seconds: Some(timeout.as_secs().max(1) as i64),
+            // Time for the runner to interrupt OpenTofu, which then writes its state and
+            // releases its lock, before the pod is killed.
+            termination_grace_period_seconds: Some(STOP_GRACE.as_secs() as i64 + POD_GRACE_MARGIN),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(RUNNER_UID),
@@ -234,6 +239,7 @@ mod tests {
         assert_eq!(s.restart_policy.as_deref(), Some("Never"));
         assert_eq!(s.service_account_name.as_deref(), Some("landform-runner"));
         assert_eq!(s.active_deadline_seconds, Some(1800));
+        assert!(s.termination_grace_period_seconds.unwrap() > STOP_GRACE.as_secs() as i64);
         let psc = s.security_context.unwrap();
         assert_eq!(
             (psc.run_as_non_root, psc.run_as_user),

@@ -24,11 +24,12 @@ const KEPT_FAILED_PODS: usize = 3;
 /// How runs are executed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum RunnerMode {
-    /// An ephemeral pod per run, with the object's service account.
-    Pod,
-    /// Child processes of the controller (development, demo, tests; or a controller image that
-    /// carries the engine).
+    /// An ephemeral pod per run, with the object's service account and nothing else.
     #[default]
+    Pod,
+    /// Child processes of the controller, for the demo and single-binary use: modules then run
+    /// with the controller's own identity (its service account and cloud credentials), so any
+    /// module's code (local-exec, external data sources) can do what the controller can.
     Local,
 }
 
@@ -115,7 +116,9 @@ pub struct Runs {
     mode: RunnerMode,
     client: Client,
     exe: PathBuf,
-    dir: tempfile::TempDir,
+    /// Run specs of local runs; none in pod mode, whose controller writes no file at all (its
+    /// root filesystem is read-only).
+    dir: Option<tempfile::TempDir>,
     settings: RunnerSettings,
     pods: PodSettings,
     keep_failed_pods: bool,
@@ -151,9 +154,14 @@ impl Runs {
             mode: config.mode,
             client,
             exe: std::env::current_exe()?,
-            dir: tempfile::Builder::new()
-                .prefix("landform-runs-")
-                .tempdir()?,
+            dir: match config.mode {
+                RunnerMode::Local => Some(
+                    tempfile::Builder::new()
+                        .prefix("landform-runs-")
+                        .tempdir()?,
+                ),
+                RunnerMode::Pod => None,
+            },
             settings: config.settings,
             pods: config.pods,
             keep_failed_pods: config.keep_failed_pods,
@@ -227,8 +235,12 @@ impl Runs {
     }
 
     fn start_process(&self, spec: &RunSpec, timeout: Duration) -> Result<(), LaunchError> {
-        let path = self
-            .dir
+        let Some(dir) = &self.dir else {
+            return Err(LaunchError::Spawn(std::io::Error::other(
+                "a local run in pod mode (no run directory)",
+            )));
+        };
+        let path = dir
             .path()
             .join(format!("{}.{}.json", spec.namespace, spec.name));
         let spec_err = |source| LaunchError::Spec {
@@ -423,7 +435,7 @@ impl Runs {
                 libc::killpg(*pid as libc::pid_t, libc::SIGTERM);
             }
         }
-        let deadline = std::time::Instant::now() + crate::engine::interrupt::GRACE;
+        let deadline = std::time::Instant::now() + crate::contract::STOP_GRACE;
         while std::time::Instant::now() < deadline {
             let running = self.slots.lock().is_ok_and(|mut slots| {
                 slots.values_mut().any(|s| match s {
@@ -447,8 +459,10 @@ impl Runs {
     pub async fn finished(&self, namespace: &str, owner: &str, name: &str, succeeded: bool) {
         match self.mode {
             RunnerMode::Local => {
-                let _ =
-                    std::fs::remove_file(self.dir.path().join(format!("{namespace}.{name}.json")));
+                if let Some(dir) = &self.dir {
+                    let _ =
+                        std::fs::remove_file(dir.path().join(format!("{namespace}.{name}.json")));
+                }
             }
             RunnerMode::Pod if succeeded || !self.keep_failed_pods => {
                 self.remove_pod(namespace, name).await;

@@ -10,9 +10,8 @@
 
 use std::time::Duration;
 
-/// Within this after SIGTERM, the engine has written its state (under the pod's default
-/// 30-second grace period).
-pub const GRACE: Duration = Duration::from_secs(25);
+/// Within this after SIGTERM, the engine has written its state.
+pub const GRACE: Duration = crate::contract::STOP_GRACE;
 
 /// Watches for SIGTERM in the background and interrupts the run's process group when it
 /// comes. Does nothing for a runner that does not lead its group (started by hand, or by a
