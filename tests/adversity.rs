@@ -614,7 +614,8 @@ async fn a_standby_judges_expiry_by_its_own_clock_not_the_leaders_timestamps() {
             "the standby took a live lease"
         );
     }
-    assert_eq!(standby.get("/readyz").await.map(|r| r.0), Some(503));
+    let (_, metrics) = standby.get("/metrics").await.unwrap();
+    assert!(metrics.contains("landform_leader 0"), "{metrics}");
     // The leader stops renewing: after a lease duration of silence, the standby takes over.
     eventually("the standby to take over", WAIT, || async {
         (holder().await == format!("standby-{ns}")).then_some(())

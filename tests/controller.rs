@@ -271,14 +271,16 @@ async fn metrics_health_and_leader_handover() {
         "{metrics}"
     );
 
-    // A second instance waits: alive, not ready, not acting.
+    // A second instance waits: alive and ready (so a rollout can go on), not leading.
     let mut second = Controller::start_as(&client, &ns, "second", &["--log-format", "json"]).await;
-    let (code, body) = eventually("/readyz on second", WAIT, || async {
+    let (code, _) = eventually("/readyz on second", WAIT, || async {
         second.get("/readyz").await
     })
     .await;
-    assert_eq!((code, body.as_str()), (503, "starting"));
+    assert_eq!(code, 200);
     assert_eq!(second.get("/healthz").await.unwrap().0, 200);
+    let (_, metrics) = second.get("/metrics").await.unwrap();
+    assert!(metrics.contains("landform_leader 0"), "{metrics}");
     assert_eq!(
         holder(leases.get("landform-controller").await.unwrap()),
         "first"

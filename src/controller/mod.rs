@@ -70,8 +70,10 @@ pub struct Options {
     #[arg(long)]
     pub allow_cross_namespace_refs: bool,
 
-    /// How runs execute.
-    #[arg(long, value_enum, default_value_t = runs::RunnerMode::Local)]
+    /// How runs execute: `pod` (one ephemeral pod per run, with the object's service account)
+    /// or `local` (child processes of the controller; modules then run with the controller's
+    /// identity: for the demo and single-binary use only).
+    #[arg(long, value_enum, default_value_t = runs::RunnerMode::Pod)]
     pub runner: runs::RunnerMode,
 
     /// Image of runner pods (unless runnerPodTemplate names another).
@@ -340,6 +342,10 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             leadership.clone(),
         )
     });
+    // Ready means serving and connected, leading or standing by: a standby that waited to lead
+    // before it was Ready would hold every rollout of two replicas (the old leader only lets
+    // go once its replacement is Ready). `landform_leader` says which one leads.
+    ready.store(true, Ordering::Relaxed);
     if let Some(elector) = &elector {
         tracing::info!(lease = %opts.leader_election_name, namespace = %opts.leader_election_namespace, "waiting for leadership");
         let mut rx = stop_rx.clone();
@@ -349,7 +355,6 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         }
         metrics.leader.set(1);
     }
-    ready.store(true, Ordering::Relaxed);
 
     crate::tls::init();
     let http = reqwest::Client::builder()
