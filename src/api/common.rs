@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, EnvFromSource, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
     Volume, VolumeMount,
 };
+use kube::KubeSchema;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
@@ -300,8 +301,10 @@ pub struct RunnerPodTemplate {
     pub spec: RunnerPodSpec,
 }
 
-/// The parts of a runner pod a user may set.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// The parts of a runner pod a user may set. Nothing here can loosen the pod's security
+/// context, service account or host namespaces; volumes are limited to the kinds restricted
+/// Pod Security allows, so a template cannot reach the node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerPodSpec {
     /// Runner image. Default: the controller's `--runner-image`.
@@ -320,6 +323,8 @@ pub struct RunnerPodSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(v, has(v.configMap) || has(v.secret) || has(v.emptyDir) || has(v.projected) || has(v.downwardAPI) || has(v.persistentVolumeClaim) || has(v.ephemeral) || has(v.csi))").message("runner pod volumes may only be configMap, secret, emptyDir, projected, downwardAPI, persistentVolumeClaim, ephemeral or csi (what restricted Pod Security allows; hostPath and the like reach the node)"))]
     pub volumes: Vec<Volume>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_mounts: Vec<VolumeMount>,
