@@ -170,6 +170,16 @@ async fn invalid_objects_are_rejected_with_readable_messages() {
             json!({"apiVersion": "landform.dev/v1alpha1", "kind": "CloudFormationStack", "metadata": {"name": "p"}, "spec": {"interval": "1m"}}),
             "exactly one of spec.sourceRef",
         ),
+        (
+            "a runner pod volume that reaches the node",
+            tf(
+                "q",
+                json!({"interval": "1m", "sourceRef": src, "runnerPodTemplate": {"spec": {
+                    "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+                    "volumeMounts": [{"name": "host", "mountPath": "/host"}]}}}),
+            ),
+            "spec.runnerPodTemplate.spec.volumes: Invalid value: runner pod volumes may only be configMap, secret, emptyDir",
+        ),
     ];
     let mut failures = vec![];
     for (what, obj, expected) in cases {

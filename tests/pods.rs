@@ -143,6 +143,22 @@ async fn runs_in_restricted_pods_with_the_runner_service_account() {
         (Some(true), Some(true), Some(false))
     );
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Failed"));
+
+    // The namespace enforces restricted Pod Security: the runner pods above were admitted
+    // under it, and a pod that asks for more is refused by the API server itself.
+    let privileged: Pod = serde_json::from_value(json!({"metadata": {"name": "escape"},
+        "spec": {"containers": [{"name": "c", "image": IMAGE,
+            "securityContext": {"runAsUser": 0, "capabilities": {"add": ["NET_ADMIN"]}}}]}}))
+    .unwrap();
+    let refused = pods
+        .create(&PostParams::default(), &privileged)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("violates PodSecurity \"restricted:latest\""),
+        "{refused}"
+    );
 }
 
 #[tokio::test]
