@@ -19,6 +19,8 @@ pub enum RunnerReason {
     PlanNotFound,
     OutputsSecretNotOwned,
     RunnerFailed,
+    /// Told to stop (its pod deleted or evicted, its controller stopping) while it ran.
+    Interrupted,
 }
 
 /// Failures of the OpenTofu / Terraform engine.

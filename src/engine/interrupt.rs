@@ -8,7 +8,16 @@
 //! its container's first process), so the group is everything the run started: the engine,
 //! its providers and their commands.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this runner was told to stop: a run that then fails was interrupted, whatever the
+/// engine's own message says.
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::Relaxed)
+}
 
 /// Within this after SIGTERM, the engine has written its state.
 pub const GRACE: Duration = crate::contract::STOP_GRACE;
@@ -33,6 +42,7 @@ pub fn on_terminate() {
     };
     tokio::spawn(async move {
         term.recv().await;
+        REQUESTED.store(true, Ordering::Relaxed);
         eprintln!("runner: stop requested; interrupting the engine");
         // SAFETY: kill(0, …) signals the caller's own process group, which holds only this
         // run (see the module's comment).

@@ -21,6 +21,7 @@ pub mod workspace;
 
 use kube::Client;
 
+use crate::contract::reasons::RunnerReason;
 use crate::contract::{Operation, RunResult, RunSpec, Work};
 pub use error::RunError;
 pub use options::Options;
@@ -39,6 +40,14 @@ pub async fn run(client: &Client, spec: &RunSpec, opts: &Options) -> Result<RunR
         message: Some(e.to_string()),
         ..Default::default()
     });
+    if !result.succeeded && interrupt::requested() {
+        result.reason = Some(<&str>::from(RunnerReason::Interrupted).into());
+        result.message = Some(format!(
+            "the run was told to stop (its pod deleted or evicted, or its controller stopping); \
+             the engine was interrupted and wrote the state it had: {}",
+            result.message.as_deref().unwrap_or("")
+        ));
+    }
     // Whatever an engine quoted, no value read from a Secret leaves the runner, and nothing
     // larger than a result may hold (a Secret has a size limit; the real reason must fit).
     secrets.redact_result(&mut result);
