@@ -307,3 +307,150 @@ async fn suspending_mid_run_lets_the_run_end_and_frees_its_slot() {
     .await;
     wait_reason(&tfs, "second", "Applied").await;
 }
+
+/// A pet, then a resource whose provisioner sleeps for `$PACE` seconds (from the runner's
+/// environment, so the test can change it without changing the plan's inputs).
+const SLOW_PET: &str = r#"
+terraform {
+  required_providers {
+    random = { source = "hashicorp/random" }
+  }
+}
+resource "random_pet" "p" {}
+resource "terraform_data" "slow" {
+  input = random_pet.p.id
+  provisioner "local-exec" {
+    command = "sleep $PACE"
+  }
+}
+output "pet" { value = random_pet.p.id }
+"#;
+
+/// The pets in the state of `name`.
+async fn pets(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
+    let Some(state) = state(client, ns, name).await else {
+        return vec![];
+    };
+    state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] == "random_pet")
+        .flat_map(|r| r["instances"].as_array().unwrap().clone())
+        .map(|i| i["attributes"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_runner_pod_deleted_mid_apply_writes_its_state_and_the_retry_converges() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, "pods-stop").await;
+    tenant_rbac(&client, &ns).await;
+    let _controller =
+        Controller::start(&client, &ns, &["--runner", "pod", "--runner-image", IMAGE]).await;
+    let _agent = NodeAgent::start(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let pace = |secs: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": "pace"}, "data": {"seconds": secs}}))
+            .unwrap()
+    };
+    maps.create(&PostParams::default(), &pace("300"))
+        .await
+        .unwrap();
+    let repo = publish(&ns, SLOW_PET);
+    let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
+    create(
+        &tfs,
+        "stop",
+        json!({"interval": "10m", "approvePlan": "auto", "retryInterval": "5s",
+            "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}},
+            "runnerPodTemplate": {"spec": {"env": [{"name": "PACE",
+                "valueFrom": {"configMapKeyRef": {"name": "pace", "key": "seconds"}}}]}}}),
+    )
+    .await;
+
+    // The apply is under way once it holds the state lock; the pet is created at once, then
+    // the provisioner sleeps.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let locked = || async {
+        let lease = leases.get_opt("lock-tfstate-default-stop").await.ok()??;
+        let info = lease
+            .metadata
+            .annotations?
+            .get("app.terraform.io/lock-info")?
+            .clone();
+        Some(info)
+    };
+    let apply = eventually("the apply to hold the state lock", WAIT, || async {
+        let run = tfs.get("stop").await.ok()?.status?.run?;
+        (run.operation == landform::api::Operation::Apply).then_some(())?;
+        locked().await?;
+        Some(run.name)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // The pod is deleted with its own grace period, as a drain or an eviction would; the
+    // retry will not sleep.
+    maps.replace("pace", &PostParams::default(), &pace("0"))
+        .await
+        .unwrap();
+    let deleted_at = std::time::Instant::now();
+    pods.delete(&apply, &Default::default()).await.unwrap();
+    eventually("the pod to be gone", WAIT, || async {
+        pods.get_opt(&apply).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let took = deleted_at.elapsed();
+    let log = std::fs::read_to_string(logs_dir().join(format!("pod-{ns}-{apply}.log"))).unwrap();
+    assert!(
+        log.contains("stop requested; interrupting the engine"),
+        "{log}"
+    );
+    assert!(!log.contains("did not stop within"), "{log}");
+    assert!(
+        took < Duration::from_secs(35),
+        "stopped within the grace period: {took:?}"
+    );
+
+    // The run reports that it was interrupted, with a result, so OpenTofu itself wrote the
+    // state (the pet is in it) and released the lock: the controller did not have to.
+    let s = eventually("the interrupted run to be collected", WAIT, || async {
+        let s = tfs.get("stop").await.ok()?.status?;
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "Interrupted").then_some(s)
+    })
+    .await;
+    assert!(
+        ready_message(&s).contains("interrupted"),
+        "{}",
+        ready_message(&s)
+    );
+    let before = pets(&client, &ns, "stop").await;
+    assert_eq!(
+        before.len(),
+        1,
+        "the pet created before the interrupt is in the state"
+    );
+    assert!(locked().await.is_none(), "the state lock was released");
+    assert!(events(&client, &ns, "StateUnlocked").await.is_empty());
+
+    // The retry plans from that state and converges: the same pet, made once.
+    let s = eventually("the retry to apply", WAIT, || async {
+        let s = tfs.get("stop").await.ok()?.status?;
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "Applied").then_some(s)
+    })
+    .await;
+    let plan = s.plan.unwrap();
+    assert!(
+        plan.resources.iter().all(|r| r.address != "random_pet.p"),
+        "the retry does not make the pet again: {:?}",
+        plan.resources
+    );
+    assert_eq!(pets(&client, &ns, "stop").await, before);
+}

@@ -592,23 +592,26 @@ pub fn publish_files(ns: &str, repo: &str, tag: &str, files: &[(&str, &str)]) ->
 /// Resources recorded in the kubernetes backend's state Secret `tfstate-default-<suffix>`
 /// (0 when there is no state).
 pub async fn state_resources(client: &Client, ns: &str, suffix: &str) -> usize {
+    state(client, ns, suffix)
+        .await
+        .and_then(|s| s["resources"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// The state the kubernetes backend keeps for object `suffix` (default workspace), if any.
+pub async fn state(client: &Client, ns: &str, suffix: &str) -> Option<serde_json::Value> {
     use std::io::Read;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
-    let Some(secret) = secrets
+    let secret = secrets
         .get_opt(&format!("tfstate-default-{suffix}"))
         .await
-        .unwrap()
-    else {
-        return 0;
-    };
+        .unwrap()?;
     let gz = secret.data.unwrap().remove("tfstate").unwrap().0;
     let mut text = String::new();
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_string(&mut text)
         .unwrap();
-    serde_json::from_str::<serde_json::Value>(&text).unwrap()["resources"]
-        .as_array()
-        .map_or(0, Vec::len)
+    Some(serde_json::from_str(&text).unwrap())
 }
 
 /// A module with a random name and a greeting built from the `greeting` variable.
