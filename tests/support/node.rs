@@ -12,10 +12,18 @@
 //! - `activeDeadlineSeconds`, and deletion as SIGTERM, the grace period, then SIGKILL, after
 //!   which the pod object is removed (the kubelet's final delete).
 //!
-//! What differs from a kubelet: containers share the host's network (the test components
-//! listen on loopback); the pod's resource limits are not enforced; and the node mounts the
-//! test environment's OpenTofu provider mirror (read-only, with `TF_CLI_CONFIG_FILE`), standing
-//! in for the provider registry this machine cannot reach.
+//! - readiness probes (HTTP GET), reported as the pod's `Ready` condition, so Deployments roll
+//!   out as they would on a cluster.
+//!
+//! Networking: by default containers share the host's network (the test components listen on
+//! loopback, so tests name them 127.0.0.1). [`Node::pod_network`] gives each pod a network of
+//! its own instead (slirp4netns), from which the host's loopback is 10.0.2.2: two replicas may
+//! then listen on the same port, as the controller's Deployment needs.
+//!
+//! What differs from a kubelet: no pod IPs or Services; resource limits and liveness probes are
+//! not enforced; only ConfigMap and emptyDir volumes; and the node mounts the test
+//! environment's OpenTofu provider mirror (read-only, with `TF_CLI_CONFIG_FILE`), standing in
+//! for the provider registry this machine cannot reach.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -62,52 +70,84 @@ fn container_name(ns: &str, pod: &str) -> String {
     format!("k8s_{ns}_{pod}")
 }
 
+/// Where a node's pods run and what they reach.
+#[derive(Clone)]
+pub struct Node {
+    /// Namespaces whose pods this node runs.
+    pub namespaces: Vec<String>,
+    /// A network of each pod's own, instead of the host's.
+    pub pod_network: bool,
+    /// The API server's URL as the host reaches it, and its CA.
+    pub apiserver: String,
+    pub ca: PathBuf,
+}
+
+/// The host's loopback as a container on its own network reaches it.
+pub const HOST_FROM_POD: &str = "10.0.2.2";
+
+impl Node {
+    /// Pods of `ns` on the host's network, against the test environment's API server.
+    pub fn host(ns: &str) -> Self {
+        Self {
+            namespaces: vec![ns.to_string()],
+            pod_network: false,
+            apiserver: super::testenv()["LANDFORM_TEST_APISERVER"].clone(),
+            ca: super::testenv_dir().join("pki/ca.crt"),
+        }
+    }
+
+    /// Pods of `namespaces`, each on its own network, against the API server at `apiserver`
+    /// (whose CA is `ca`).
+    pub fn pod_network(namespaces: &[&str], apiserver: &str, ca: PathBuf) -> Self {
+        Self {
+            namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+            pod_network: true,
+            apiserver: apiserver.to_string(),
+            ca,
+        }
+    }
+}
+
+type Stops = Arc<Mutex<HashMap<String, watch::Sender<Option<i64>>>>>;
+
 impl NodeAgent {
     pub fn start(client: Client, ns: &str) -> Self {
-        let ns = ns.to_string();
+        Self::run(client, Node::host(ns))
+    }
+
+    pub fn run(client: Client, node: Node) -> Self {
         let ran = Arc::new(Mutex::new(vec![]));
         let seen = ran.clone();
         let task = tokio::spawn(async move {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
             let mut started = HashSet::new();
             // Per pod it runs: how to ask it to stop (the grace period, in seconds).
-            let stops: Arc<Mutex<HashMap<String, watch::Sender<Option<i64>>>>> = Arc::default();
+            let stops: Stops = Arc::default();
             loop {
-                if let Ok(list) = pods.list(&ListParams::default()).await {
+                for ns in &node.namespaces {
+                    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+                    let Ok(list) = pods.list(&ListParams::default()).await else {
+                        continue;
+                    };
                     for pod in list.items {
-                        let name = pod.name_any();
+                        let key = format!("{ns}/{}", pod.name_any());
                         let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
                         if pod.metadata.deletion_timestamp.is_some() {
                             if bound == Some(NODE) {
-                                let grace =
-                                    pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
-                                // Running: ask it to stop; its task removes the pod after.
-                                let running = stops.lock().unwrap().get(&name).map(|stop| {
-                                    stop.send_if_modified(|g| {
-                                        let first = g.is_none();
-                                        *g = g.or(Some(grace));
-                                        first
-                                    });
-                                });
-                                if running.is_none() {
-                                    let _ = pods
-                                        .delete(&name, &DeleteParams::default().grace_period(0))
-                                        .await;
-                                }
+                                stop_or_remove(&pods, &pod, &key, &stops).await;
                             }
                             continue;
                         }
-                        if bound.is_some() || !started.insert(name.clone()) {
+                        if bound.is_some() || !started.insert(key.clone()) {
                             continue;
                         }
-                        seen.lock().unwrap().push(name.clone());
+                        seen.lock().unwrap().push(pod.name_any());
                         let (tx, rx) = watch::channel(None);
-                        stops.lock().unwrap().insert(name.clone(), tx);
+                        stops.lock().unwrap().insert(key.clone(), tx);
                         let stops = stops.clone();
-                        let (client, ns) = (client.clone(), ns.clone());
+                        let (client, node, ns) = (client.clone(), node.clone(), ns.clone());
                         tokio::spawn(async move {
-                            run_pod(client, ns, pod, rx).await;
-                            stops.lock().unwrap().remove(&name);
+                            run_pod(client, &node, ns, pod, rx).await;
+                            stops.lock().unwrap().remove(&key);
                         });
                     }
                 }
@@ -115,6 +155,24 @@ impl NodeAgent {
             }
         });
         Self { task, ran }
+    }
+}
+
+/// A deleted pod: a running one is asked to stop (its task removes the pod after); one that
+/// has ended is removed at once (the kubelet's final delete).
+async fn stop_or_remove(pods: &Api<Pod>, pod: &Pod, key: &str, stops: &Stops) {
+    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
+    let running = stops.lock().unwrap().get(key).map(|stop| {
+        stop.send_if_modified(|g| {
+            let first = g.is_none();
+            *g = g.or(Some(grace));
+            first
+        });
+    });
+    if running.is_none() {
+        let _ = pods
+            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+            .await;
     }
 }
 
@@ -138,7 +196,13 @@ async fn cannot_start(pods: &Api<Pod>, pod: &Pod, reason: &str, message: String)
     .await;
 }
 
-async fn run_pod(client: Client, ns: String, pod: Pod, mut stop: watch::Receiver<Option<i64>>) {
+async fn run_pod(
+    client: Client,
+    node: &Node,
+    ns: String,
+    pod: Pod,
+    mut stop: watch::Receiver<Option<i64>>,
+) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let name = pod.name_any();
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}});
@@ -155,7 +219,7 @@ async fn run_pod(client: Client, ns: String, pod: Pod, mut stop: watch::Receiver
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    let args = match container_args(&client, &ns, &pod, root.path()).await {
+    let args = match container_args(&client, node, &ns, &pod, root.path()).await {
         Ok(args) => args,
         Err((reason, message)) => return cannot_start(&pods, &pod, reason, message).await,
     };
@@ -174,8 +238,28 @@ async fn run_pod(client: Client, ns: String, pod: Pod, mut stop: watch::Receiver
         .spawn()
         .expect("starting podman");
     let started = jiff::Timestamp::now().to_string();
-    set_status(&pods, &name, json!({"phase": "Running", "startTime": started,
-        "containerStatuses": [{"name": container.name, "image": container.image, "imageID": "", "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": started}}}]})).await;
+    let probe = container.readiness_probe.clone();
+    set_status(&pods, &name, running(&container, &started, probe.is_none())).await;
+    let prober = probe.map(|probe| {
+        let (pods, name, container, started) = (
+            pods.clone(),
+            name.clone(),
+            container.clone(),
+            started.clone(),
+        );
+        let (cname, pod_network) = (cname.clone(), node.pod_network);
+        tokio::spawn(async move {
+            let mut was = false;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let ready = probe_ready(&probe, &container, &cname, pod_network).await;
+                if ready != was {
+                    set_status(&pods, &name, running(&container, &started, ready)).await;
+                    was = ready;
+                }
+            }
+        })
+    });
 
     let deadline = spec
         .active_deadline_seconds
@@ -197,6 +281,9 @@ async fn run_pod(client: Client, ns: String, pod: Pod, mut stop: watch::Receiver
             child.wait().await
         }
     };
+    if let Some(prober) = prober {
+        prober.abort();
+    }
     let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
     let _ = podman().args(["rm", "-f", &cname]).output().await;
     let finished = jiff::Timestamp::now().to_string();
@@ -205,7 +292,7 @@ async fn run_pod(client: Client, ns: String, pod: Pod, mut stop: watch::Receiver
     } else {
         "Failed"
     };
-    let mut status = json!({"phase": phase,
+    let mut status = json!({"phase": phase, "conditions": conditions(false),
         "containerStatuses": [{"name": container.name, "image": container.image, "imageID": "", "ready": false, "restartCount": 0, "started": false,
             "state": {"terminated": {"exitCode": code, "startedAt": started, "finishedAt": finished, "reason": if code == 0 { "Completed" } else { "Error" }}}}]});
     if deadline_exceeded {
@@ -218,6 +305,63 @@ async fn run_pod(client: Client, ns: String, pod: Pod, mut stop: watch::Receiver
             .delete(&name, &DeleteParams::default().grace_period(0))
             .await;
     }
+}
+
+fn conditions(ready: bool) -> serde_json::Value {
+    let now = jiff::Timestamp::now().to_string();
+    let ready = if ready { "True" } else { "False" };
+    json!([
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+        {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+        {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
+        {"type": "Ready", "status": ready, "lastTransitionTime": now},
+    ])
+}
+
+fn running(c: &Container, started: &str, ready: bool) -> serde_json::Value {
+    json!({"phase": "Running", "startTime": started, "conditions": conditions(ready),
+        "containerStatuses": [{"name": c.name, "image": c.image, "imageID": "", "ready": ready,
+            "restartCount": 0, "started": true, "state": {"running": {"startedAt": started}}}]})
+}
+
+/// One HTTP GET readiness probe: the port as the host reaches it (published, on a pod network).
+async fn probe_ready(
+    probe: &k8s_openapi::api::core::v1::Probe,
+    c: &Container,
+    cname: &str,
+    pod_network: bool,
+) -> bool {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let Some(get) = &probe.http_get else {
+        return true;
+    };
+    let port = match &get.port {
+        IntOrString::Int(p) => *p,
+        IntOrString::String(named) => c
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(named))
+            .map_or(0, |p| p.container_port),
+    };
+    let host_port = if pod_network {
+        let out = podman()
+            .args(["port", cname, &format!("{port}/tcp")])
+            .output()
+            .await;
+        let Ok(out) = out else { return false };
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        match text.trim().rsplit(':').next().and_then(|p| p.parse().ok()) {
+            Some(p) => p,
+            None => return false,
+        }
+    } else {
+        port
+    };
+    let path = get.path.clone().unwrap_or_else(|| "/".into());
+    super::http_get(&format!("127.0.0.1:{host_port}"), &path, None)
+        .await
+        .is_some_and(|(code, _)| (200..400).contains(&code))
 }
 
 /// SIGTERM, `grace` seconds, then SIGKILL.
@@ -234,6 +378,7 @@ type Refused = (&'static str, String);
 /// env materialised under `root`.
 async fn container_args(
     client: &Client,
+    node: &Node,
     ns: &str,
     pod: &Pod,
     root: &Path,
@@ -259,11 +404,16 @@ async fn container_args(
             "container has runAsNonRoot and image will run as root (or a non-numeric user)".into(),
         ));
     }
+    let network = if node.pod_network {
+        "slirp4netns:allow_host_loopback=true"
+    } else {
+        "host"
+    };
     let mut args: Vec<String> = vec![
         "--name".into(),
         container_name(ns, &pod.name_any()),
         "--network".into(),
-        "host".into(),
+        network.into(),
         "--pull".into(),
         "never".into(),
         "--hostname".into(),
@@ -304,6 +454,11 @@ async fn container_args(
     }
     if sc.privileged == Some(true) {
         args.push("--privileged".into());
+    }
+    if node.pod_network {
+        for p in c.ports.iter().flatten() {
+            args.extend(["-p".into(), format!("127.0.0.1::{}", p.container_port)]);
+        }
     }
 
     // Volumes: ConfigMaps as files, emptyDirs as empty directories anyone may write (as the
@@ -363,7 +518,7 @@ async fn container_args(
             .unwrap_or_else(|| "default".into());
         let token = token(client, ns, &sa, pod).await?;
         std::fs::write(dir.join("token"), token).unwrap();
-        std::fs::copy(super::testenv_dir().join("pki/ca.crt"), dir.join("ca.crt")).unwrap();
+        std::fs::copy(&node.ca, dir.join("ca.crt")).unwrap();
         std::fs::write(dir.join("namespace"), ns).unwrap();
         chmod(&dir, 0o755);
         for f in ["token", "ca.crt", "namespace"] {
@@ -372,10 +527,15 @@ async fn container_args(
         args.extend(["-v".into(), format!("{}:{TOKEN_DIR}:ro", dir.display())]);
     }
     let env = super::testenv();
-    let api = url_host_port(&env["LANDFORM_TEST_APISERVER"]);
+    let api = url_host_port(&node.apiserver);
+    let api_host = if node.pod_network {
+        HOST_FROM_POD.to_string()
+    } else {
+        api.0
+    };
     args.extend([
         "-e".into(),
-        format!("KUBERNETES_SERVICE_HOST={}", api.0),
+        format!("KUBERNETES_SERVICE_HOST={api_host}"),
         "-e".into(),
         format!("KUBERNETES_SERVICE_PORT={}", api.1),
     ]);
@@ -399,7 +559,7 @@ async fn container_args(
         "-e".into(),
         "TF_CLI_CONFIG_FILE=/opt/landform-test/tofurc".into(),
     ]);
-    for (k, v) in pod_env(client, ns, &c).await? {
+    for (k, v) in pod_env(client, ns, pod, &c).await? {
         args.extend(["-e".into(), format!("{k}={v}")]);
     }
 
@@ -476,6 +636,7 @@ async fn token(client: &Client, ns: &str, sa: &str, pod: &Pod) -> Result<String,
 async fn pod_env(
     client: &Client,
     ns: &str,
+    pod: &Pod,
     c: &Container,
 ) -> Result<Vec<(String, String)>, Refused> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
@@ -521,6 +682,19 @@ async fn pod_env(
                 secret_data(s)
                     .remove(&r.key)
                     .ok_or_else(|| missing(format!("secret {} has no key {}", r.name, r.key)))?
+            } else if let Some(r) = from.field_ref {
+                match r.field_path.as_str() {
+                    "metadata.name" => pod.name_any(),
+                    "metadata.namespace" => ns.to_string(),
+                    "spec.serviceAccountName" => pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.service_account_name.clone())
+                        .unwrap_or_default(),
+                    other => {
+                        return Err(missing(format!("fieldRef {other} is not supported here")));
+                    }
+                }
             } else if let Some(r) = from.config_map_key_ref {
                 let m = maps
                     .get(&r.name)
