@@ -39,6 +39,7 @@ pub struct RunnerArgs {
 /// Exit 0: the run succeeded; 1: it failed (the result object says why); 2: no result could be
 /// written.
 pub async fn run(args: RunnerArgs) -> ExitCode {
+    tracing::info!("runner started");
     engine::interrupt::on_terminate();
     let spec: RunSpec = match std::fs::read(&args.spec)
         .map_err(|e| e.to_string())

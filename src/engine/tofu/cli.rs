@@ -65,6 +65,7 @@ impl Tofu {
         stage: &'static str,
         args: &[&str],
     ) -> Result<String, EngineError> {
+        tracing::info!(stage, "running the engine");
         let out = Command::new(&self.bin)
             .args(args)
             .current_dir(dir)
