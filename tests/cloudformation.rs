@@ -5,7 +5,7 @@ mod support;
 
 use aws_sdk_cloudformation::types::{Parameter, StackStatus};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use support::cfn::*;
 use support::*;
@@ -72,16 +72,7 @@ async fn creates_then_plans_changes_for_approval_and_skips_no_ops() {
 
     // Unchanged template, planned again: no changes, nothing executed.
     let updated_before = deployed.last_updated_time().cloned();
-    env.api
-        .patch(
-            "greeting",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "again"}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    env.request("greeting", "again").await;
     let s = eventually("a plan without changes", WAIT, || async {
         let s = env.api.get("greeting").await.ok()?.status?;
         let planned = s.conditions.iter().find(|c| c.type_ == "Planned")?;
@@ -397,16 +388,7 @@ async fn a_short_approval_names_the_changes_not_only_the_inputs() {
     assert_eq!(resources(&env.cfn, &stack).await, ["Param", "Queue"]);
 
     // A plan of the same inputs now removes the queue: nobody approved that.
-    env.api
-        .patch(
-            "greeting",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "again"}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    env.request("greeting", "again").await;
     let s = eventually("the re-plan to be handled", WAIT, || async {
         let s = env.api.get("greeting").await.ok()?.status?;
         let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;

@@ -27,6 +27,38 @@ async fn tenant_rbac(client: &kube::Client, ns: &str) {
     apply_yaml(client, &yaml, Some(ns)).await.unwrap();
 }
 
+/// A tenant namespace (with its runner service account and role if `rbac`), a pod-mode
+/// controller with `extra` flags, and the test node that runs its pods.
+struct Tenant {
+    client: kube::Client,
+    ns: String,
+    tfs: Api<Terraform>,
+    agent: NodeAgent,
+    _controller: Controller,
+}
+
+async fn tenant(prefix: &str, rbac: bool, extra: &[&str]) -> Tenant {
+    let client = admin_client().await;
+    install_crds(&client).await;
+    let ns = namespace(&client, prefix).await;
+    if rbac {
+        tenant_rbac(&client, &ns).await;
+    }
+    let args: Vec<&str> = ["--runner", "pod", "--runner-image", IMAGE]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+    let controller = Controller::start(&client, &ns, &args).await;
+    Tenant {
+        agent: NodeAgent::start(client.clone(), &ns),
+        tfs: Api::namespaced(client.clone(), &ns),
+        _controller: controller,
+        client,
+        ns,
+    }
+}
+
 async fn create(api: &Api<Terraform>, name: &str, spec: serde_json::Value) {
     let tf: Terraform = serde_json::from_value(json!({"apiVersion": "landform.dev/v1alpha1", "kind": "Terraform", "metadata": {"name": name}, "spec": spec})).unwrap();
     api.create(&PostParams::default(), &tf).await.unwrap();
@@ -52,15 +84,9 @@ const MODULE: &str = "terraform {\n  required_providers {\n    random = { source
 
 #[tokio::test]
 async fn runs_in_restricted_pods_with_the_runner_service_account() {
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "pods").await;
-    tenant_rbac(&client, &ns).await;
-    let _controller =
-        Controller::start(&client, &ns, &["--runner", "pod", "--runner-image", IMAGE]).await;
-    let agent = NodeAgent::start(client.clone(), &ns);
+    let t = tenant("pods", true, &[]).await;
+    let (client, ns, tfs, agent) = (t.client.clone(), t.ns.clone(), t.tfs.clone(), &t.agent);
     let repo = publish(&ns, MODULE);
-    let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create(
         &tfs,
         "pet",
@@ -163,9 +189,8 @@ async fn runs_in_restricted_pods_with_the_runner_service_account() {
 
 #[tokio::test]
 async fn a_runner_without_rights_fails_visibly() {
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "pods-norbac").await;
+    let t = tenant("pods-norbac", false, &[]).await;
+    let (client, ns, tfs) = (t.client.clone(), t.ns.clone(), t.tfs.clone());
     // The service account exists but is bound to nothing: the API server refuses the runner.
     let sa: k8s_openapi::api::core::v1::ServiceAccount =
         serde_json::from_value(json!({"metadata": {"name": "landform-runner"}})).unwrap();
@@ -173,11 +198,7 @@ async fn a_runner_without_rights_fails_visibly() {
         .create(&PostParams::default(), &sa)
         .await
         .unwrap();
-    let _controller =
-        Controller::start(&client, &ns, &["--runner", "pod", "--runner-image", IMAGE]).await;
-    let _agent = NodeAgent::start(client.clone(), &ns);
     let repo = publish(&ns, MODULE);
-    let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create(
         &tfs,
         "denied",
@@ -196,15 +217,9 @@ async fn a_runner_without_rights_fails_visibly() {
 
 #[tokio::test]
 async fn a_destroy_that_cannot_fetch_its_artifact_says_so_and_the_annotation_releases() {
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "pods-gone").await;
-    tenant_rbac(&client, &ns).await;
-    let _controller =
-        Controller::start(&client, &ns, &["--runner", "pod", "--runner-image", IMAGE]).await;
-    let _agent = NodeAgent::start(client.clone(), &ns);
+    let t = tenant("pods-gone", true, &[]).await;
+    let (ns, tfs) = (t.ns.clone(), t.tfs.clone());
     let repo = publish(&ns, MODULE);
-    let tfs: Api<Terraform> = Api::namespaced(client.clone(), &ns);
     create(&tfs, "orphan", json!({"interval": "10m", "approvePlan": "auto", "destroyOnDelete": true, "retryInterval": "1h",
         "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}})).await;
     let s = wait_reason(&tfs, "orphan", "Applied").await;
@@ -249,24 +264,8 @@ async fn a_destroy_that_cannot_fetch_its_artifact_says_so_and_the_annotation_rel
 
 #[tokio::test]
 async fn suspending_mid_run_lets_the_run_end_and_frees_its_slot() {
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "pods-suspend").await;
-    tenant_rbac(&client, &ns).await;
-    let _controller = Controller::start(
-        &client,
-        &ns,
-        &[
-            "--runner",
-            "pod",
-            "--runner-image",
-            IMAGE,
-            "--max-runs",
-            "1",
-        ],
-    )
-    .await;
-    let _agent = NodeAgent::start(client.clone(), &ns);
+    let t = tenant("pods-suspend", true, &["--max-runs", "1"]).await;
+    let (client, ns) = (t.client.clone(), t.ns.clone());
     let slow = publish(
         &ns,
         "resource \"terraform_data\" \"slow\" {\n  provisioner \"local-exec\" {\n    command = \"sleep 8\"\n  }\n}\n",
@@ -345,13 +344,8 @@ async fn pets(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
 async fn a_runner_pod_deleted_mid_apply_writes_its_state_and_the_retry_converges() {
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::ConfigMap;
-    let client = admin_client().await;
-    install_crds(&client).await;
-    let ns = namespace(&client, "pods-stop").await;
-    tenant_rbac(&client, &ns).await;
-    let _controller =
-        Controller::start(&client, &ns, &["--runner", "pod", "--runner-image", IMAGE]).await;
-    let _agent = NodeAgent::start(client.clone(), &ns);
+    let t = tenant("pods-stop", true, &[]).await;
+    let (client, ns) = (t.client.clone(), t.ns.clone());
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let pace = |secs: &str| -> ConfigMap {
         serde_json::from_value(json!({"metadata": {"name": "pace"}, "data": {"seconds": secs}}))

@@ -159,6 +159,15 @@ impl Env {
             .unwrap();
     }
 
+    /// Asks for a reconcile now, as `flux reconcile` does (a fresh plan).
+    pub async fn request(&self, name: &str, token: &str) {
+        let ask = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
+        self.api
+            .patch(name, &PatchParams::default(), &Patch::Merge(ask))
+            .await
+            .unwrap();
+    }
+
     /// Waits for the Ready condition to have `status` and `reason`.
     pub async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> ObjectStatus {
         eventually(

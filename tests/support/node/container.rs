@@ -96,6 +96,18 @@ pub(super) async fn container_args(
     if sc.privileged == Some(true) {
         args.push("--privileged".into());
     }
+    // Limits, as the kubelet's cgroups would hold them.
+    let limits = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    if let Some(bytes) = limits.get("memory").and_then(|q| quantity(&q.0)) {
+        args.extend(["--memory".into(), format!("{}", bytes as u64)]);
+    }
+    if let Some(cpus) = limits.get("cpu").and_then(|q| quantity(&q.0)) {
+        args.extend(["--cpus".into(), format!("{cpus}")]);
+    }
     if node.pod_network {
         for p in c.ports.iter().flatten() {
             args.extend(["-p".into(), format!("127.0.0.1::{}", p.container_port)]);
@@ -213,6 +225,29 @@ pub(super) async fn container_args(
     args.extend(command);
     args.extend(c.args.clone().unwrap_or_default());
     Ok(args)
+}
+
+/// A resource quantity (`256Mi`, `1G`, `500m`, `2`) as a number of its base unit.
+fn quantity(q: &str) -> Option<f64> {
+    const SUFFIXES: [(&str, f64); 11] = [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("m", 1e-3),
+        ("u", 1e-6),
+        ("n", 1e-9),
+    ];
+    for (suffix, factor) in SUFFIXES {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n.parse::<f64>().ok().map(|n| n * factor);
+        }
+    }
+    q.parse().ok()
 }
 
 fn chmod(path: &Path, mode: u32) {

@@ -12,15 +12,16 @@
 //! - `activeDeadlineSeconds`, and deletion as SIGTERM, the grace period, then SIGKILL, after
 //!   which the pod object is removed (the kubelet's final delete);
 //! - readiness probes (HTTP GET), reported as the pod's `Ready` condition, so Deployments roll
-//!   out as they would on a cluster.
+//!   out as they would on a cluster;
+//! - memory and CPU limits, as cgroup limits of the container.
 //!
 //! Networking: by default containers share the host's network (the test components listen on
 //! loopback, so tests name them 127.0.0.1). [`Node::pod_network`] gives each pod a network of
 //! its own instead (slirp4netns), from which the host's loopback is 10.0.2.2: two replicas may
 //! then listen on the same port, as the controller's Deployment needs.
 //!
-//! What differs from a kubelet: no pod IPs or Services; resource limits and liveness probes are
-//! not enforced; only ConfigMap and emptyDir volumes; and the node mounts the test
+//! What differs from a kubelet: no pod IPs or Services; requests and liveness probes are not
+//! acted on; only ConfigMap and emptyDir volumes; and the node mounts the test
 //! environment's OpenTofu provider mirror (read-only, with `TF_CLI_CONFIG_FILE`), standing in
 //! for the provider registry this machine cannot reach.
 
