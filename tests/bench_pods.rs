@@ -107,11 +107,15 @@ async fn runner_pod_overhead() {
                 "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}}))
         .unwrap();
         tfs.create(&PostParams::default(), &obj).await.unwrap();
-        let run = eventually(&format!("{name}'s plan"), Duration::from_secs(180), || async {
-            let s = tfs.get(&name).await.ok()?.status?;
-            let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
-            (ready.reason == "AwaitingApproval").then_some(s.run?.name)
-        })
+        let run = eventually(
+            &format!("{name}'s plan"),
+            Duration::from_secs(180),
+            || async {
+                let s = tfs.get(&name).await.ok()?.status?;
+                let ready = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+                (ready.reason == "AwaitingApproval").then_some(s.run?.name)
+            },
+        )
         .await;
         plans.push(run);
     }
