@@ -232,3 +232,70 @@ async fn the_chart_installs_runs_pods_and_rolls_out() {
     );
     exercise(&c, "landform:0.1.0", "landform:rollout-chart").await;
 }
+
+#[test]
+fn the_chart_renders_one_deployment_per_shard() {
+    let chart = repo_root().join("charts/landform");
+    let (ok, out, err) = run(testenv_tool("helm").args([
+        "template",
+        "landform",
+        chart.to_str().unwrap(),
+        "--namespace",
+        CONTROLLER_NS,
+        "--set",
+        "sharding.shards={blue,green}",
+    ]));
+    assert!(ok, "{err}");
+    let deployments: Vec<Deployment> = out
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<serde_json::Value>(doc).ok())
+        .filter(|v| v["kind"] == "Deployment")
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    let shape: Vec<(String, String, Vec<String>)> = deployments
+        .into_iter()
+        .map(|d| {
+            let spec = d.spec.unwrap();
+            let component =
+                spec.selector.match_labels.unwrap()["app.kubernetes.io/component"].clone();
+            let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
+            assert_eq!(pod_labels["app.kubernetes.io/component"], component);
+            let args = spec.template.spec.unwrap().containers[0]
+                .args
+                .clone()
+                .unwrap();
+            let selector = args
+                .into_iter()
+                .filter(|a| a.starts_with("--watch-label-selector="))
+                .collect();
+            (d.metadata.name.unwrap(), component, selector)
+        })
+        .collect();
+    let expect = |name: &str, component: &str, selector: &str| {
+        (
+            name.to_string(),
+            component.to_string(),
+            vec![format!("--watch-label-selector={selector}")],
+        )
+    };
+    assert_eq!(
+        shape,
+        [
+            expect(
+                "landform-controller",
+                "controller",
+                "!sharding.fluxcd.io/key"
+            ),
+            expect(
+                "landform-controller-blue",
+                "controller-blue",
+                "sharding.fluxcd.io/key=blue"
+            ),
+            expect(
+                "landform-controller-green",
+                "controller-green",
+                "sharding.fluxcd.io/key=green"
+            ),
+        ]
+    );
+}

@@ -105,7 +105,7 @@ pub async fn before_release<K: Kind>(obj: &K, ctx: &Context, ns: &str) -> Result
         return Err(e);
     }
     // Only once the run is recorded in status is it started (see advance).
-    ctx.runs.launch(launch, PodInputs::of(common)).await;
+    ctx.runs.launch(launch, PodInputs::of(obj)).await;
     Ok(Release::Later(
         settled
             .requeue

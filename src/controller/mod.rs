@@ -16,6 +16,7 @@ mod pod;
 mod prune;
 mod reconcile;
 mod runs;
+mod shard;
 mod source;
 mod status;
 
@@ -58,9 +59,16 @@ pub struct Options {
     #[arg(long, env = "POD_NAMESPACE", default_value = "landform-system")]
     pub leader_election_namespace: String,
 
-    /// Name of the leader-election Lease.
-    #[arg(long, default_value = "landform-controller")]
-    pub leader_election_name: String,
+    /// Name of the leader-election Lease (default: `landform-controller`; a shard's own
+    /// `landform-controller-SHARD`, or a hash of its selector in place of SHARD).
+    #[arg(long)]
+    pub leader_election_name: Option<String>,
+
+    /// Take only the objects whose labels match this selector, and only their runner pods:
+    /// one shard of several controllers. By convention `sharding.fluxcd.io/key=SHARD`, and
+    /// `!sharding.fluxcd.io/key` for the shard that takes every unlabelled object.
+    #[arg(long, env = "LANDFORM_WATCH_LABEL_SELECTOR")]
+    pub watch_label_selector: Option<String>,
 
     /// Identity of this instance in the Lease and in events (default: host name and process ID).
     #[arg(long, env = "POD_NAME")]
@@ -135,6 +143,14 @@ pub enum Error {
     Http(String),
     #[error("preparing local runs: {0}")]
     Runs(#[source] std::io::Error),
+    #[error(transparent)]
+    Shard(#[from] shard::Error),
+    #[error("--watch-label-selector {selector:?} is refused by the API server: {source}")]
+    ShardRefused {
+        selector: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -200,15 +216,48 @@ async fn flux_kinds_served(client: &Client) -> Vec<SourceKind> {
     served
 }
 
-async fn run_kind<K: kinds::Kind>(
-    ctx: Arc<Context>,
+/// What every kind's controller watches.
+#[derive(Clone)]
+struct Scope {
     namespace: Option<String>,
+    shard: shard::Shard,
     concurrency: u16,
     flux_kinds: Vec<SourceKind>,
+}
+
+/// Asks the API server whether it takes the shard's selector, so that a typo stops the
+/// controller at start instead of failing every watch.
+async fn check_shard(client: &Client, scope: &Scope) -> Result<(), Error> {
+    let Some(selector) = scope.shard.selector() else {
+        return Ok(());
+    };
+    api_for::<Terraform>(client, scope.namespace.as_deref())
+        .list_metadata(&kube::api::ListParams::default().labels(selector).limit(1))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::ShardRefused {
+            selector: selector.to_string(),
+            source,
+        })
+}
+
+async fn run_kind<K: kinds::Kind>(
+    ctx: Arc<Context>,
+    scope: Scope,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Scope {
+        namespace,
+        shard,
+        concurrency,
+        flux_kinds,
+    } = scope;
     let api = api_for::<K>(&ctx.client, namespace.as_deref());
-    let mut controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let mut objects = watcher::Config::default().any_semantic();
+    if let Some(selector) = shard.selector() {
+        objects = objects.labels(selector);
+    }
+    let mut controller = Controller::new(api, objects);
     // A new artifact revision of a Flux source brings the objects that use it back at once.
     for kind in flux_kinds {
         let ar = crate::source::flux::api_resource(kind);
@@ -249,10 +298,11 @@ async fn run_kind<K: kinds::Kind>(
         };
         controller = controller.owns(
             pods,
-            watcher::Config::default().labels(crate::contract::names::LABEL_RUN),
+            watcher::Config::default().labels(&shard.and(crate::contract::names::LABEL_RUN)),
         );
     }
-    // A dependency that changes brings its dependents back.
+    // A dependency that changes brings its dependents back; it may be in another shard, so
+    // this watch takes every object.
     let store = controller.store();
     controller = controller.watches(
         api_for::<K>(&ctx.client, namespace.as_deref()),
@@ -310,6 +360,17 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     let metrics = Arc::new(metrics::Metrics::default());
     let client = counting_client(metrics.clone()).await?;
     let identity = identity(&opts);
+    let scope = Scope {
+        namespace: opts.namespace.clone(),
+        shard: shard::Shard::new(opts.watch_label_selector.as_deref())?,
+        concurrency: opts.concurrency,
+        flux_kinds: vec![],
+    };
+    check_shard(&client, &scope).await?;
+    let lease = opts
+        .leader_election_name
+        .clone()
+        .unwrap_or_else(|| scope.shard.lease_name("landform-controller"));
     let ready = Arc::new(AtomicBool::new(false));
 
     let listener = http::bind(opts.metrics_addr)
@@ -337,7 +398,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         leader::Elector::new(
             client.clone(),
             &opts.leader_election_namespace,
-            &opts.leader_election_name,
+            &lease,
             &identity,
             leadership.clone(),
         )
@@ -347,7 +408,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     // go once its replacement is Ready). `landform_leader` says which one leads.
     ready.store(true, Ordering::Relaxed);
     if let Some(elector) = &elector {
-        tracing::info!(lease = %opts.leader_election_name, namespace = %opts.leader_election_namespace, "waiting for leadership");
+        tracing::info!(%lease, namespace = %opts.leader_election_namespace, "waiting for leadership");
         let mut rx = stop_rx.clone();
         if !elector.acquire(&mut rx).await? {
             let _ = server.await;
@@ -362,7 +423,10 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         .timeout(std::time::Duration::from_secs(15))
         .build()
         .map_err(|e| Error::Http(e.to_string()))?;
-    let flux_kinds = flux_kinds_served(&client).await;
+    let scope = Scope {
+        flux_kinds: flux_kinds_served(&client).await,
+        ..scope
+    };
     let runs = runs::Runs::new(
         client.clone(),
         runs::Config {
@@ -376,6 +440,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
                 image: opts.runner_image.clone(),
                 timeout: opts.run_timeout,
                 pending_timeout: opts.runner_pending_timeout,
+                shard: scope.shard.clone(),
             },
             keep_failed_pods: opts.keep_failed_pods,
             limits: runs::Limits {
@@ -398,24 +463,13 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     });
     tracing::info!(
         namespace = opts.namespace.as_deref().unwrap_or("(all)"),
+        selector = scope.shard.selector().unwrap_or("(every object)"),
         "starting controllers"
     );
 
     let controllers = futures::future::join(
-        run_kind::<Terraform>(
-            ctx.clone(),
-            opts.namespace.clone(),
-            opts.concurrency,
-            flux_kinds.clone(),
-            stop_rx.clone(),
-        ),
-        run_kind::<CloudFormationStack>(
-            ctx.clone(),
-            opts.namespace.clone(),
-            opts.concurrency,
-            flux_kinds,
-            stop_rx.clone(),
-        ),
+        run_kind::<Terraform>(ctx.clone(), scope.clone(), stop_rx.clone()),
+        run_kind::<CloudFormationStack>(ctx.clone(), scope, stop_rx.clone()),
     );
     let lost = async {
         match &elector {

@@ -35,6 +35,7 @@ pub async fn reconcile_once<K: Kind>(client: Client, obj: K) -> std::io::Result<
                 image: "landform:latest".into(),
                 timeout: Duration::from_secs(600),
                 pending_timeout: Duration::from_secs(600),
+                shard: super::shard::Shard::all(),
             },
             keep_failed_pods: false,
             limits: runs::Limits {

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::api::ObjectMeta;
 
+use super::shard::Shard;
 use crate::api::RunnerPodTemplate;
 use crate::contract::names::{self, LABEL_OWNER, LABEL_RUN, SPEC_KEY};
 use crate::contract::{RunSpec, STOP_GRACE};
@@ -30,6 +31,8 @@ pub struct PodSettings {
     /// Longest a runner pod may stay Pending (unschedulable, its namespace terminating, its
     /// image not pulled) before its run counts as lost.
     pub pending_timeout: Duration,
+    /// The shard whose labels runner pods and their ConfigMaps carry.
+    pub shard: Shard,
 }
 
 fn meta(spec: &RunSpec, name: String, extra_labels: &BTreeMap<String, String>) -> ObjectMeta {
@@ -66,6 +69,7 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 /// pod that runs it.
 pub fn build(
     spec: &RunSpec,
+    object_labels: &BTreeMap<String, String>,
     service_account: Option<&str>,
     template: Option<&RunnerPodTemplate>,
     timeout: Option<Duration>,
@@ -73,8 +77,12 @@ pub fn build(
 ) -> Result<(ConfigMap, Pod), serde_json::Error> {
     let default = RunnerPodTemplate::default();
     let t = template.unwrap_or(&default);
+    // The shard's labels win over the template's, so that the shard's watch sees the pod.
+    let shard_labels = settings.shard.labels_of(object_labels);
+    let mut pod_labels = t.labels.clone();
+    pod_labels.extend(shard_labels.clone());
     let config_map = ConfigMap {
-        metadata: meta(spec, names::spec_config_map(&spec.name), &BTreeMap::new()),
+        metadata: meta(spec, names::spec_config_map(&spec.name), &shard_labels),
         data: Some(BTreeMap::from([(
             SPEC_KEY.to_string(),
             serde_json::to_string(spec)?,
@@ -144,7 +152,7 @@ pub fn build(
         }),
         ..Default::default()
     };
-    let mut pod_meta = meta(spec, spec.name.clone(), &t.labels);
+    let mut pod_meta = meta(spec, spec.name.clone(), &pod_labels);
     if !t.annotations.is_empty() {
         pod_meta.annotations = Some(t.annotations.clone());
     }
@@ -229,12 +237,13 @@ mod tests {
             image: "landform:1".into(),
             timeout: Duration::from_secs(1800),
             pending_timeout: Duration::from_secs(600),
+            shard: Shard::all(),
         }
     }
 
     #[test]
     fn restricted_owned_and_ephemeral() {
-        let (cm, pod) = build(&spec(), None, None, None, &settings()).unwrap();
+        let (cm, pod) = build(&spec(), &BTreeMap::new(), None, None, None, &settings()).unwrap();
         let s = pod.spec.unwrap();
         assert_eq!(s.restart_policy.as_deref(), Some("Never"));
         assert_eq!(s.service_account_name.as_deref(), Some("landform-runner"));
@@ -285,6 +294,7 @@ mod tests {
         };
         let (_, pod) = build(
             &spec(),
+            &BTreeMap::new(),
             Some("custom-sa"),
             Some(&t),
             Some(Duration::from_secs(60)),
@@ -305,5 +315,27 @@ mod tests {
                 .iter()
                 .any(|e| e.name == "HTTPS_PROXY")
         );
+    }
+
+    #[test]
+    fn pods_and_their_config_maps_carry_the_shard_label_whatever_the_template_says() {
+        let key = super::super::shard::SHARD_KEY;
+        let settings = PodSettings {
+            shard: Shard::new(Some(&format!("{key}=blue"))).unwrap(),
+            ..settings()
+        };
+        let t = RunnerPodTemplate {
+            labels: BTreeMap::from([(key.into(), "red".into()), ("team".into(), "a".into())]),
+            ..Default::default()
+        };
+        let object = BTreeMap::from([(key.into(), "blue".into()), ("app".into(), "x".into())]);
+        let (cm, pod) = build(&spec(), &object, None, Some(&t), None, &settings).unwrap();
+        let labels = pod.metadata.labels.unwrap();
+        assert_eq!(
+            (labels[key].as_str(), labels["team"].as_str()),
+            ("blue", "a")
+        );
+        assert!(!labels.contains_key("app"));
+        assert_eq!(cm.metadata.labels.unwrap()[key], "blue");
     }
 }

@@ -206,7 +206,7 @@ async fn apply<K: Kind>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Result<A
         return Err(e);
     }
     // Only once the run is recorded in status is it started (see advance).
-    ctx.runs.launch(launch, PodInputs::of(obj.common())).await;
+    ctx.runs.launch(launch, PodInputs::of(&*obj)).await;
     Ok(match settled.requeue {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),

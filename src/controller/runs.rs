@@ -97,14 +97,18 @@ impl Drop for LocalRun {
 
 /// What a pod run needs besides the spec.
 pub struct PodInputs<'a> {
+    /// The object's labels; its pods carry those its shard selects on.
+    pub labels: &'a std::collections::BTreeMap<String, String>,
     pub service_account: Option<&'a str>,
     pub template: Option<&'a RunnerPodTemplate>,
     pub timeout: Option<Duration>,
 }
 
 impl<'a> PodInputs<'a> {
-    pub fn of(common: &'a crate::api::CommonSpec) -> Self {
+    pub fn of<K: crate::api::Managed>(obj: &'a K) -> Self {
+        let common = obj.common();
         Self {
+            labels: obj.labels(),
             service_account: common.service_account_name.as_deref(),
             template: common.runner_pod_template.as_ref(),
             timeout: common.timeout.as_ref().and_then(|t| t.parse().ok()),
@@ -290,6 +294,7 @@ impl Runs {
     async fn start_pod(&self, spec: &RunSpec, inputs: &PodInputs<'_>) -> Result<(), LaunchError> {
         let (config_map, pod) = pod::build(
             spec,
+            inputs.labels,
             inputs.service_account,
             inputs.template,
             inputs.timeout,

@@ -6,9 +6,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
-{{- define "landform.selector" -}}
+{{- define "landform.base" -}}
 app.kubernetes.io/name: landform
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "landform.selector" -}}
+{{ include "landform.base" . }}
 app.kubernetes.io/component: controller
 {{- end -}}
 
