@@ -216,6 +216,9 @@ async fn flux_kinds_served(client: &Client) -> Vec<SourceKind> {
     served
 }
 
+/// How long a stop waits for the reconciles in flight.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What every kind's controller watches.
 #[derive(Clone)]
 struct Scope {
@@ -471,6 +474,18 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         run_kind::<Terraform>(ctx.clone(), scope.clone(), stop_rx.clone()),
         run_kind::<CloudFormationStack>(ctx.clone(), scope, stop_rx.clone()),
     );
+    // Once told to stop, the controllers finish the reconciles in flight (each is short:
+    // runs go on outside them), but the stop waits for them only so long.
+    let mut stopped = stop_rx.clone();
+    let controllers = async move {
+        tokio::select! {
+            _ = controllers => {}
+            _ = async {
+                let _ = stopped.wait_for(|stop| *stop).await;
+                tokio::time::sleep(DRAIN_LIMIT).await;
+            } => tracing::warn!(limit = ?DRAIN_LIMIT, "reconciles still in flight after the stop signal; stopping without them"),
+        }
+    };
     let lost = async {
         match &elector {
             Some(e) => Some(e.keep().await),
