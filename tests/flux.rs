@@ -149,9 +149,11 @@ async fn follows_an_oci_repository_and_verifies_its_artifact() {
         .await
         .unwrap();
     let second = artifact_of(&repos, "infra", Some(&first.revision)).await;
-    eventually("tf/net to follow the new revision", WAIT, || async {
+    // ... and plans it, so that no run of it is still fetching the artifact below.
+    eventually("tf/net to plan the new revision", WAIT, || async {
         let s = tfs.get("net").await.ok()?.status?;
-        (s.artifact?.revision == second.revision).then_some(())
+        let planned = s.plan.as_ref()?.revision.as_deref() == Some(second.revision.as_str());
+        (planned && ready_reason(&s)? == "AwaitingApproval").then_some(())
     })
     .await;
 
