@@ -280,13 +280,14 @@ async fn kubectl_get_shows_the_printer_columns() {
     let header: Vec<_> = text.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "STATUS", "PLAN", "DRIFT", "AGE"],
+        ["NAME", "READY", "REASON", "STATUS", "PLAN", "DRIFT", "AGE"],
         "{text}"
     );
     let row = text.lines().nth(1).unwrap();
     for cell in [
         "vpc",
         "True",
+        "Applied",
         "Applied revision 1.2.0",
         "3f9a2c1d0e4b",
         "InSync",

@@ -46,7 +46,9 @@ fn crds_carry_names_columns_and_status() {
             .collect();
         assert_eq!(
             cols,
-            ["Ready", "Status", "Revision", "Plan", "Drift", "Age"]
+            [
+                "Ready", "Reason", "Status", "Revision", "Plan", "Drift", "Age"
+            ]
         );
     }
 }

@@ -88,7 +88,12 @@ async fn auto_approval_plans_applies_and_writes_outputs() {
     }
     let revision = s.artifact.as_ref().unwrap().revision.clone();
     assert_eq!(s.last_applied_revision.as_deref(), Some(revision.as_str()));
-    assert_eq!(ready_message(&s), format!("Applied revision {revision}"));
+    // Messages show the digest's first 12 hex characters; the artifact keeps it whole.
+    let (tag, digest) = revision.split_once("@sha256:").unwrap();
+    assert_eq!(
+        ready_message(&s),
+        format!("Applied revision {tag}@sha256:{}", &digest[..12])
+    );
     let plan = s.plan.unwrap();
     assert!(!plan.pending);
     assert_eq!(

@@ -6,7 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::drift::{self, Wording};
-use super::due::{POLL, short};
+use super::due::{POLL, short, shown};
 use super::outcome::{EventSpec, Outcome, mark};
 use crate::api::{
     CommonSpec, ConditionStatus, ConditionType, LockStatus, ObjectStatus, Operation, PlanStatus,
@@ -357,7 +357,7 @@ fn took_plan(
     let mut message = format!(
         "Plan {} for revision {}: +{} ~{} -{}",
         short(&id),
-        revision.as_deref().unwrap_or("?"),
+        revision.as_deref().map_or("?".into(), shown),
         summary.add,
         summary.change,
         summary.destroy
@@ -391,10 +391,7 @@ fn took_apply(status: &mut ObjectStatus, outputs: Vec<String>, now: Time) {
     let artifact = status.artifact.clone();
     let message = format!(
         "Applied revision {}",
-        artifact
-            .as_ref()
-            .map(|a| a.revision.as_str())
-            .unwrap_or("?")
+        artifact.as_ref().map_or("?".into(), |a| shown(&a.revision))
     );
     mark(
         status,

@@ -22,8 +22,7 @@ pub fn unmet(name: &str, status: Option<&ObjectStatus>) -> Option<String> {
         let revision = status
             .artifact
             .as_ref()
-            .map(|a| a.revision.as_str())
-            .unwrap_or("?");
+            .map_or("?".into(), |a| super::due::shown(&a.revision));
         return Some(format!("waiting for {name} to apply revision {revision}"));
     }
     None

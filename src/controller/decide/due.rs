@@ -162,7 +162,7 @@ pub fn starting(
         started_at: Some(now),
         inputs: Some(inputs.to_string()).filter(|i| !i.is_empty()),
     });
-    let revision = &artifact.revision;
+    let revision = shown(&artifact.revision);
     let (reason, what) = match operation {
         Operation::Plan => ("Planning", format!("Planning revision {revision}")),
         Operation::Apply => (
@@ -217,6 +217,17 @@ pub enum Next {
     InSync { message: String, requeue: Duration },
 }
 
+/// A revision as messages (and so `kubectl get`) show it: its digest cut to 12 hex
+/// characters (`v1@sha256:3f9a2c1d0e4b`); `status.artifact` keeps the whole.
+pub fn shown(revision: &str) -> String {
+    match revision.rsplit_once(':') {
+        Some((head, hex)) if hex.len() > 12 && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
+            format!("{head}:{}", &hex[..12])
+        }
+        _ => revision.to_string(),
+    }
+}
+
 /// The first 12 characters of a plan ID, as messages show it.
 pub fn short(id: &str) -> String {
     id.chars().take(12).collect()
@@ -263,9 +274,12 @@ pub fn decide(
         let since = age(plan.created_at.as_ref(), now);
         let message = match &status.last_applied_revision {
             Some(r) if status.last_applied_digest.as_deref() == Some(artifact.digest.as_str()) => {
-                format!("Applied revision {r}")
+                format!("Applied revision {}", shown(r))
             }
-            _ => format!("No changes to apply for revision {}", artifact.revision),
+            _ => format!(
+                "No changes to apply for revision {}",
+                shown(&artifact.revision)
+            ),
         };
         let replan = facts.interval.saturating_sub(since);
         return Next::InSync {

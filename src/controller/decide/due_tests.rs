@@ -451,3 +451,17 @@ fn a_timestamp_in_the_future_is_no_age_not_infinitely_old() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn revisions_show_twelve_hex_characters_of_their_digest() {
+    let hex = "0123456789abcdef".repeat(4);
+    assert_eq!(shown(&format!("v1@sha256:{hex}")), "v1@sha256:0123456789ab");
+    assert_eq!(shown(&format!("sha256:{hex}")), "sha256:0123456789ab");
+    assert_eq!(
+        shown("main@sha1:0123456789abcdef0123"),
+        "main@sha1:0123456789ab"
+    );
+    for kept in ["1.0.0@sha256:aa", "1.2.0", "v:notahexdigest-xyz", "ré:é"] {
+        assert_eq!(shown(kept), kept);
+    }
+}
