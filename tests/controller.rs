@@ -223,6 +223,30 @@ async fn suspended_objects_are_left_alone() {
     .await;
     assert_eq!(condition(&s, "Ready").unwrap().reason, "Suspended");
     assert!(condition(&s, "Reconciling").is_none());
+    // Taking it in cost one status write: no finalizer (nothing ran, so nothing to clean
+    // up), no event.
+    let paused = tfs.get("paused").await.unwrap();
+    assert!(paused.metadata.finalizers.is_none(), "{paused:?}");
+    assert!(events_for(&client, &ns, "paused").await.is_empty());
+
+    // Resumed, it is served as any other object.
+    tfs.patch(
+        "paused",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": false}})),
+    )
+    .await
+    .unwrap();
+    let resumed = eventually("tf/paused resumed", WAIT, || async {
+        let o = tfs.get("paused").await.ok()?;
+        let reason = condition(o.status.as_ref()?, "Ready")?.reason.clone();
+        (reason == "SourceNotFound").then_some(o)
+    })
+    .await;
+    assert_eq!(
+        resumed.metadata.finalizers.as_deref(),
+        Some(&[FINALIZER.to_string()][..])
+    );
 }
 
 #[tokio::test]

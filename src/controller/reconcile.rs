@@ -48,6 +48,19 @@ pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
             deletion::Release::Now { destroyed: d } => destroyed = d,
         }
     }
+    // An object suspended before it ever ran has nothing to clean up: it gets no finalizer
+    // until it is resumed, only its Suspended condition (one request, as with Flux).
+    if !deleting && obj.common().suspend && !obj.finalizers().iter().any(|f| f == FINALIZER) {
+        let settled = outcome::settle(
+            obj.object_status(),
+            obj.meta().generation,
+            Outcome::Suspended,
+            &RetryPolicy::new(None, ""),
+            Time(jiff::Timestamp::now()),
+        );
+        status::write(&*obj, &ctx, &namespace, &settled).await?;
+        return Ok(Action::await_change());
+    }
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             finalizer::Event::Apply(o) => apply(o, &ctx, &namespace).await,

@@ -145,6 +145,8 @@ pub fn settle(
         status.last_failure_time = None;
     }
     status.observed_generation = generation;
+    // Suspension is the user's own doing, shown by its condition: an event would only echo it.
+    let quiet = matches!(outcome, Outcome::Suspended);
     let conds = &mut status.conditions;
     let mut event_note = None;
     // Blocked outcomes say themselves whether they deserve a warning; else False warns.
@@ -268,7 +270,7 @@ pub fn settle(
 
     let ready = find_condition(&status.conditions, C::Ready).cloned();
     let stalled = find_condition(&status.conditions, C::Stalled).is_some();
-    let event = ready.and_then(|r| {
+    let event = ready.filter(|_| !quiet).and_then(|r| {
         let changed = before.as_ref() != Some(&(r.status.clone(), r.reason.clone()));
         (changed || (stalled && !was_stalled)).then(|| EventSpec {
             warning: warning.unwrap_or(r.status == "False"),
@@ -477,5 +479,10 @@ mod tests {
         assert!(cond(&s.status, C::Reconciling).is_none());
         assert_eq!(cond(&s.status, C::Ready).unwrap().reason, "SourceNotReady");
         assert_eq!(s.requeue, None);
+        assert_eq!(s.event, None);
+        // A fresh object that is suspended says so in Ready, with no event.
+        let fresh = settle(None, Some(1), Outcome::Suspended, &POLICY, at(1));
+        assert_eq!(cond(&fresh.status, C::Ready).unwrap().reason, "Suspended");
+        assert_eq!(fresh.event, None);
     }
 }
