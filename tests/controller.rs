@@ -6,8 +6,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use landform::api::{CloudFormationStack, FINALIZER, ObjectStatus, Terraform};
 use serde_json::json;
 use support::*;
@@ -19,17 +18,6 @@ fn condition<'a>(
     type_: &str,
 ) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
-}
-
-async fn events_for(client: &kube::Client, ns: &str, name: &str) -> Vec<Event> {
-    Api::<Event>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
 }
 
 async fn create_tf(
@@ -88,7 +76,7 @@ async fn finalizer_conditions_and_events_through_the_object_lifecycle() {
     assert_eq!(status.observed_generation, Some(1));
 
     let event = eventually("a SourceNotFound event", WAIT, || async {
-        events_for(&client, &ns, "vpc")
+        events_about(&client, &ns, "vpc")
             .await
             .into_iter()
             .find(|e| e.reason.as_deref() == Some("SourceNotFound"))
@@ -130,7 +118,7 @@ async fn finalizer_conditions_and_events_through_the_object_lifecycle() {
         tfs.get_opt("vpc").await.ok()?.is_none().then_some(())
     })
     .await;
-    let finalized = events_for(&client, &ns, "vpc")
+    let finalized = events_about(&client, &ns, "vpc")
         .await
         .into_iter()
         .find(|e| e.reason.as_deref() == Some("Finalized"));
@@ -174,7 +162,7 @@ async fn a_spec_it_cannot_act_on_is_stalled_with_a_warning() {
     );
     assert_eq!(status.failures, 1);
     let warning = eventually("a warning event", WAIT, || async {
-        events_for(&client, &ns, "cross")
+        events_about(&client, &ns, "cross")
             .await
             .into_iter()
             .find(|e| e.type_.as_deref() == Some("Warning"))
@@ -227,7 +215,7 @@ async fn suspended_objects_are_left_alone() {
     // up), no event.
     let paused = tfs.get("paused").await.unwrap();
     assert!(paused.metadata.finalizers.is_none(), "{paused:?}");
-    assert!(events_for(&client, &ns, "paused").await.is_empty());
+    assert!(events_about(&client, &ns, "paused").await.is_empty());
 
     // Resumed, it is served as any other object.
     tfs.patch(

@@ -7,7 +7,6 @@ mod support;
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, PostParams};
 use landform::api::Terraform;
 use serde_json::json;
@@ -29,13 +28,9 @@ async fn create(api: &Api<Terraform>, name: &str, shard: Option<&str>) {
 
 /// The controller instances that recorded events about `name`.
 async fn reporters(client: &kube::Client, ns: &str, name: &str) -> BTreeSet<String> {
-    Api::<Event>::namespaced(client.clone(), ns)
-        .list(&Default::default())
+    events_about(client, ns, name)
         .await
-        .unwrap()
-        .items
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .filter_map(|e| e.reporting_instance)
         .collect()
 }

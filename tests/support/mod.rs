@@ -633,6 +633,22 @@ output "name" { value = random_pet.name.id }
 output "message" { value = terraform_data.message.output }
 "#;
 
+/// The events about the object `name` in namespace `ns`.
+pub async fn events_about(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
 /// The notes of the events with `reason` in namespace `ns`.
 pub async fn events(client: &kube::Client, ns: &str, reason: &str) -> Vec<String> {
     timed_events(client, ns, reason)
