@@ -141,3 +141,23 @@ async fn objects_land_only_on_their_shard_and_a_stopped_shard_stalls_no_other() 
         assert_eq!(reporters(&client, &ns, name).await, id(shard), "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_selector_the_api_server_refuses_stops_the_controller_with_its_answer() {
+    let (client, ns, _) = tenant("shards-bad").await;
+    let mut c = Controller::start_as(
+        &client,
+        &ns,
+        &format!("bad-{ns}"),
+        &["--watch-label-selector", "team=a b"],
+    )
+    .await;
+    let code = c.exited_within(std::time::Duration::from_secs(60));
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {}", c.logs());
+    assert!(
+        c.logs()
+            .contains("--watch-label-selector \"team=a b\" is refused by the API server"),
+        "{}",
+        c.logs()
+    );
+}
