@@ -581,7 +581,13 @@ async fn runs_wait_for_a_free_slot() {
     let client = admin_client().await;
     install_crds(&client).await;
     let ns = namespace(&client, "tf-slots").await;
-    let _controller = Controller::start(&client, &ns, &["--max-runs", "1"]).await;
+    // No recheck within the test: the waiting object starts only if it is woken.
+    let _controller = Controller::start(
+        &client,
+        &ns,
+        &["--max-runs", "1", "--run-slot-recheck", "1h"],
+    )
+    .await;
     let slow = "resource \"terraform_data\" \"slow\" {\n  provisioner \"local-exec\" {\n    command = \"sleep 3\"\n  }\n}\n";
     let repo = publish(&ns, "1", slow);
     let spec = json!({"interval": "10m", "approvePlan": "auto", "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}});

@@ -22,6 +22,7 @@ use super::kinds::{self, Kind};
 use super::locks;
 use super::metrics::RunLabels;
 use super::prune;
+use super::queue::Waiter;
 use super::status::publish;
 use crate::api::{ArtifactStatus, DependsOn, ObjectStatus, Operation, REQUESTED_AT, RunPhase};
 use crate::contract::{RunResult, RunSpec, names};
@@ -113,11 +114,17 @@ fn start<K: Kind>(
     let ns = obj.namespace().unwrap_or_default();
     let now = jiff::Timestamp::now();
     let spec = kinds::run_spec(obj, &ns, operation, plan_id, artifact, now);
-    if let Err(full) = ctx.runs.reserve(&ns, &spec.name) {
+    let waiter = Waiter {
+        kind: K::KIND,
+        namespace: ns.clone(),
+        name: obj.name_any(),
+    };
+    if let Err(full) = ctx.runs.reserve(&ns, &spec.name, &waiter) {
         let outcome = Outcome::Progressing {
             reason: "WaitingForRunSlot",
             message: full.to_string(),
-            requeue: Duration::from_secs(5),
+            // Woken when a slot is freed for it; this is only a fallback.
+            requeue: ctx.settings.slot_recheck.max(Duration::from_secs(1)),
         };
         return (outcome, None);
     }

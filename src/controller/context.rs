@@ -11,6 +11,9 @@ use super::metrics::Metrics;
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     pub allow_cross_namespace_refs: bool,
+    /// How soon an object waiting for a run slot looks again if no wake-up came: when a woken
+    /// object never came for its slot (suspended meanwhile), the next in line learn of it so.
+    pub slot_recheck: std::time::Duration,
 }
 
 pub struct Context {

@@ -117,6 +117,11 @@ pub async fn before_release<K: Kind>(obj: &K, ctx: &Context, ns: &str) -> Result
 /// the state never does.
 pub async fn cleanup<K: Managed>(obj: &K, ctx: &Context, destroyed: bool) -> Result<Action, Error> {
     let ns = obj.namespace().unwrap_or_default();
+    ctx.runs.leave(&super::queue::Waiter {
+        kind: K::KIND,
+        namespace: ns.clone(),
+        name: obj.name_any(),
+    });
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let selector = format!("{LABEL_OWNER}={}", obj.name_any());
     let uid = obj.uid().unwrap_or_default();

@@ -14,6 +14,7 @@ mod metrics;
 mod once;
 mod pod;
 mod prune;
+mod queue;
 mod reconcile;
 mod runs;
 mod shard;
@@ -119,6 +120,11 @@ pub struct Options {
     /// Runs in flight at most, per namespace.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_runs_per_namespace: u16,
+
+    /// How soon an object waiting for a run slot looks again if it was not woken for one
+    /// (objects are woken, oldest first, as slots are freed; this is a fallback).
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub run_slot_recheck: std::time::Duration,
 
     /// Objects reconciled in parallel, per kind.
     #[arg(long, default_value_t = 8)]
@@ -304,6 +310,12 @@ async fn run_kind<K: kinds::Kind>(
             watcher::Config::default().labels(&shard.and(crate::contract::names::LABEL_RUN)),
         );
     }
+    // An object waiting for a run slot is woken when one is freed for it.
+    controller = controller.reconcile_on(
+        ctx.runs
+            .wakes(K::KIND)
+            .map(|w| ObjectRef::new(&w.name).within(&w.namespace)),
+    );
     // A dependency that changes brings its dependents back; it may be in another shard, so
     // this watch takes every object.
     let store = controller.store();
@@ -461,6 +473,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         metrics: metrics.clone(),
         settings: Settings {
             allow_cross_namespace_refs: opts.allow_cross_namespace_refs,
+            slot_recheck: opts.run_slot_recheck,
         },
         leadership,
     });

@@ -15,6 +15,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use super::decide::collect::RunState;
 use super::decide::retention;
 use super::pod::{self, PodSettings};
+use super::queue::{Queue, Use, Waiter};
 use crate::api::RunnerPodTemplate;
 use crate::contract::{RunSpec, names};
 
@@ -116,6 +117,17 @@ impl<'a> PodInputs<'a> {
     }
 }
 
+/// Slots in use in `namespace` (keys are `namespace/run`).
+fn in_namespace(slots: &HashMap<String, Slot>, namespace: &str) -> usize {
+    slots
+        .keys()
+        .filter(|k| {
+            k.strip_prefix(namespace)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .count()
+}
+
 pub struct Runs {
     mode: RunnerMode,
     client: Client,
@@ -128,6 +140,10 @@ pub struct Runs {
     keep_failed_pods: bool,
     limits: Limits,
     slots: Mutex<HashMap<String, Slot>>,
+    /// Objects waiting for a slot; locked after `slots`, never before.
+    queue: Mutex<Queue>,
+    /// Per kind, where woken waiters are sent (that kind's controller reconciles them).
+    wakers: Mutex<HashMap<&'static str, futures::channel::mpsc::UnboundedSender<Waiter>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +187,8 @@ impl Runs {
             keep_failed_pods: config.keep_failed_pods,
             limits: config.limits,
             slots: Mutex::default(),
+            queue: Mutex::default(),
+            wakers: Mutex::default(),
         })
     }
 
@@ -182,9 +200,10 @@ impl Runs {
         format!("{namespace}/{name}")
     }
 
-    /// Takes a run slot for `name` if the limits allow; freed when the run is seen to end, or
-    /// by [`Runs::cancel`] if it never starts.
-    pub fn reserve(&self, namespace: &str, name: &str) -> Result<(), Full> {
+    /// Takes a run slot for run `name` of `waiter` if the limits and the objects that waited
+    /// longer allow; freed when the run is seen to end, or by [`Runs::cancel`] if it never
+    /// starts. Refused, `waiter` waits in line and is woken when a slot is freed for it.
+    pub fn reserve(&self, namespace: &str, name: &str, waiter: &Waiter) -> Result<(), Full> {
         let Ok(mut slots) = self.slots.lock() else {
             return Ok(());
         };
@@ -194,32 +213,96 @@ impl Runs {
             Slot::Process(run) => run.running(),
             Slot::Reserved | Slot::Pod => true,
         });
-        let prefix = format!("{namespace}/");
-        let in_ns = slots.keys().filter(|k| k.starts_with(&prefix)).count();
-        if slots.len() >= self.limits.total {
+        let now = std::time::Instant::now();
+        let in_ns = in_namespace(&slots, namespace);
+        let admitted = match self.queue.lock() {
+            Ok(mut queue) => queue.admit(waiter, &self.usage(&slots), now),
+            Err(_) => slots.len() < self.limits.total && in_ns < self.limits.per_namespace,
+        };
+        if !admitted {
+            self.wake(&slots);
+            let (in_use, limit, scope, flag) = if in_ns >= self.limits.per_namespace {
+                (
+                    in_ns,
+                    self.limits.per_namespace,
+                    format!("in namespace {namespace}"),
+                    "--max-runs-per-namespace",
+                )
+            } else if slots.len() >= self.limits.total {
+                (
+                    slots.len(),
+                    self.limits.total,
+                    "in all namespaces".into(),
+                    "--max-runs",
+                )
+            } else {
+                (
+                    slots.len(),
+                    self.limits.total,
+                    "in all namespaces, and the free ones go to objects that waited longer".into(),
+                    "--max-runs",
+                )
+            };
             return Err(Full {
-                in_use: slots.len(),
-                limit: self.limits.total,
-                scope: "in all namespaces".into(),
-                flag: "--max-runs",
-            });
-        }
-        if in_ns >= self.limits.per_namespace {
-            return Err(Full {
-                in_use: in_ns,
-                limit: self.limits.per_namespace,
-                scope: format!("in namespace {namespace}"),
-                flag: "--max-runs-per-namespace",
+                in_use,
+                limit,
+                scope,
+                flag,
             });
         }
         slots.insert(Self::key(namespace, name), Slot::Reserved);
         Ok(())
     }
 
+    /// Where this kind's woken waiters arrive.
+    pub fn wakes(&self, kind: &'static str) -> futures::channel::mpsc::UnboundedReceiver<Waiter> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        if let Ok(mut wakers) = self.wakers.lock() {
+            wakers.insert(kind, tx);
+        }
+        rx
+    }
+
+    /// `waiter` no longer wants a slot (it is being deleted).
+    pub fn leave(&self, waiter: &Waiter) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.leave(waiter);
+        }
+    }
+
+    fn usage<'a>(&self, slots: &'a HashMap<String, Slot>) -> Use<'a> {
+        Use {
+            total: slots.len(),
+            in_namespace: Box::new(move |ns| in_namespace(slots, ns)),
+            limit: self.limits.total,
+            limit_per_namespace: self.limits.per_namespace,
+        }
+    }
+
+    /// Wakes the waiters that the free slots now go to.
+    fn wake(&self, slots: &HashMap<String, Slot>) {
+        let woken = match self.queue.lock() {
+            Ok(mut queue) => queue.wake(&self.usage(slots), std::time::Instant::now()),
+            Err(_) => return,
+        };
+        if woken.is_empty() {
+            return;
+        }
+        if let Ok(wakers) = self.wakers.lock() {
+            for w in woken {
+                if let Some(tx) = wakers.get(w.kind) {
+                    let _ = tx.unbounded_send(w);
+                }
+            }
+        }
+    }
+
     /// Gives back the slot of a run that will not start.
     pub fn cancel(&self, namespace: &str, name: &str) {
-        if let Ok(mut slots) = self.slots.lock() {
-            slots.remove(&Self::key(namespace, name));
+        if let Ok(mut slots) = self.slots.lock()
+            && slots.remove(&Self::key(namespace, name)).is_some()
+        {
+            self.wake(&slots);
         }
     }
 
@@ -344,6 +427,7 @@ impl Runs {
                     });
                     // Dropping the run stops its process group.
                     slots.remove(&key);
+                    self.wake(&slots);
                     return RunState::Ended(detail);
                 }
                 Some(Slot::Pod) | None => {}
