@@ -48,7 +48,7 @@ impl Queue {
             self.wait(w);
             return false;
         }
-        let ahead = self.eligible(slots, Some(w));
+        let ahead = self.eligible(slots, w);
         if slots.total + ahead < slots.limit {
             self.waiting.retain(|(x, _)| x != w);
             true
@@ -67,20 +67,11 @@ impl Queue {
     /// as there are free slots not kept for waiters woken before.
     pub fn wake(&mut self, slots: &Use, now: Instant) -> Vec<Waiter> {
         self.expire(now);
-        let mut free = slots.limit.saturating_sub(slots.total);
-        let mut extra: HashMap<String, usize> = HashMap::new();
+        let free = slots.limit.saturating_sub(slots.total);
+        let chosen: Vec<usize> = self.with_room(slots).take(free).collect();
         let mut woken = vec![];
-        for (w, at) in self.waiting.iter_mut() {
-            if free == 0 {
-                break;
-            }
-            let used = (slots.in_namespace)(&w.namespace) + extra.get(&w.namespace).unwrap_or(&0);
-            if used >= slots.limit_per_namespace {
-                continue;
-            }
-            *extra.entry(w.namespace.clone()).or_default() += 1;
-            free -= 1;
-            if at.is_none() {
+        for i in chosen {
+            if let Some((w, at @ None)) = self.waiting.get_mut(i) {
                 *at = Some(now);
                 woken.push(w.clone());
             }
@@ -94,22 +85,31 @@ impl Queue {
         }
     }
 
-    /// How many waiters before `me` (all, if `None` or not waiting) could take a slot now.
-    fn eligible(&self, slots: &Use, me: Option<&Waiter>) -> usize {
-        let mut extra: HashMap<&str, usize> = HashMap::new();
-        let mut n = 0;
-        for (w, _) in &self.waiting {
-            if Some(w) == me {
-                break;
-            }
-            let used =
-                (slots.in_namespace)(&w.namespace) + extra.get(w.namespace.as_str()).unwrap_or(&0);
-            if used < slots.limit_per_namespace {
-                *extra.entry(&w.namespace).or_default() += 1;
-                n += 1;
-            }
-        }
-        n
+    /// How many waiters before `me` (all, if it does not wait) could take a slot now.
+    fn eligible(&self, slots: &Use, me: &Waiter) -> usize {
+        let mine = self
+            .waiting
+            .iter()
+            .position(|(w, _)| w == me)
+            .unwrap_or(self.waiting.len());
+        self.with_room(slots).take_while(|&i| i < mine).count()
+    }
+
+    /// The waiters, oldest first, that would get a slot if slots went in line: those whose
+    /// namespace has room, counting the ones before them in the same namespace.
+    fn with_room<'q>(&'q self, slots: &'q Use) -> impl Iterator<Item = usize> + 'q {
+        let mut before: HashMap<&'q str, usize> = HashMap::new();
+        self.waiting
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, (w, _))| {
+                let ns = w.namespace.as_str();
+                let used = (slots.in_namespace)(ns) + before.get(ns).unwrap_or(&0);
+                (used < slots.limit_per_namespace).then(|| {
+                    *before.entry(ns).or_default() += 1;
+                    i
+                })
+            })
     }
 
     fn expire(&mut self, now: Instant) {
