@@ -40,21 +40,22 @@ impl Queue {
     /// Whether `w` may take a free slot now: only if the waiters before it (all of them, if it
     /// does not wait) whose namespaces have room leave one over. Otherwise it waits, keeping
     /// its place if it had one.
-    pub fn admit(&mut self, w: &Waiter, slots: &Use, now: Instant) -> bool {
+    /// Refused, it says how many free slots are kept for the waiters before it.
+    pub fn admit(&mut self, w: &Waiter, slots: &Use, now: Instant) -> Result<(), usize> {
         self.expire(now);
         if slots.total >= slots.limit
             || (slots.in_namespace)(&w.namespace) >= slots.limit_per_namespace
         {
             self.wait(w);
-            return false;
+            return Err(0);
         }
         let ahead = self.eligible(slots, w);
         if slots.total + ahead < slots.limit {
             self.waiting.retain(|(x, _)| x != w);
-            true
+            Ok(())
         } else {
             self.wait(w);
-            false
+            Err(slots.limit - slots.total)
         }
     }
 
@@ -149,16 +150,16 @@ mod tests {
         let now = Instant::now();
         let full = |_: &str| 1;
         // Both slots taken: a and b wait, in that order.
-        assert!(!q.admit(&w("x", "a"), &slots(2, &full), now));
-        assert!(!q.admit(&w("y", "b"), &slots(2, &full), now));
-        assert!(!q.admit(&w("x", "a"), &slots(2, &full), now));
+        assert!(q.admit(&w("x", "a"), &slots(2, &full), now).is_err());
+        assert!(q.admit(&w("y", "b"), &slots(2, &full), now).is_err());
+        assert!(q.admit(&w("x", "a"), &slots(2, &full), now).is_err());
         assert_eq!(q.len(), 2);
         // One slot frees: a is woken, and the slot is kept for it.
         assert_eq!(q.wake(&slots(1, &none), now), [w("x", "a")]);
         assert_eq!(q.wake(&slots(1, &none), now), []);
-        assert!(!q.admit(&w("z", "newcomer"), &slots(1, &none), now));
-        assert!(!q.admit(&w("y", "b"), &slots(1, &none), now));
-        assert!(q.admit(&w("x", "a"), &slots(1, &none), now));
+        assert_eq!(q.admit(&w("z", "newcomer"), &slots(1, &none), now), Err(1));
+        assert!(q.admit(&w("y", "b"), &slots(1, &none), now).is_err());
+        assert!(q.admit(&w("x", "a"), &slots(1, &none), now).is_ok());
         assert_eq!(q.len(), 2);
     }
 
@@ -167,11 +168,11 @@ mod tests {
         let mut q = Queue::default();
         let now = Instant::now();
         let x_full = |ns: &str| usize::from(ns == "x");
-        assert!(!q.admit(&w("x", "a"), &slots(2, &x_full), now));
-        assert!(!q.admit(&w("y", "b"), &slots(2, &x_full), now));
+        assert!(q.admit(&w("x", "a"), &slots(2, &x_full), now).is_err());
+        assert!(q.admit(&w("y", "b"), &slots(2, &x_full), now).is_err());
         // A slot frees outside x: b, whose namespace has room, gets it before older a.
         assert_eq!(q.wake(&slots(1, &x_full), now), [w("y", "b")]);
-        assert!(q.admit(&w("y", "b"), &slots(1, &x_full), now));
+        assert!(q.admit(&w("y", "b"), &slots(1, &x_full), now).is_ok());
     }
 
     #[test]
@@ -179,8 +180,8 @@ mod tests {
         let mut q = Queue::default();
         let now = Instant::now();
         let full = |_: &str| 1;
-        assert!(!q.admit(&w("x", "gone"), &slots(2, &full), now));
-        assert!(!q.admit(&w("y", "next"), &slots(2, &full), now));
+        assert!(q.admit(&w("x", "gone"), &slots(2, &full), now).is_err());
+        assert!(q.admit(&w("y", "next"), &slots(2, &full), now).is_err());
         assert_eq!(q.wake(&slots(1, &none), now), [w("x", "gone")]);
         let later = now + CLAIM_WITHIN;
         assert_eq!(q.wake(&slots(1, &none), later), [w("y", "next")]);
@@ -191,7 +192,10 @@ mod tests {
     #[test]
     fn with_room_and_no_one_waiting_a_slot_is_taken_at_once() {
         let mut q = Queue::default();
-        assert!(q.admit(&w("x", "a"), &slots(0, &none), Instant::now()));
+        assert!(
+            q.admit(&w("x", "a"), &slots(0, &none), Instant::now())
+                .is_ok()
+        );
         assert_eq!(q.len(), 0);
     }
 }

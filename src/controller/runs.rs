@@ -52,13 +52,15 @@ pub struct Limits {
 /// No free run slot; says which limit is reached.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "waiting for a free run slot: {in_use} of {limit} runs {scope} are in flight (controller flag {flag})"
+    "waiting for a free run slot: {in_use} of {limit} runs {scope} are in flight{kept} (controller flag {flag})"
 )]
 pub struct Full {
     pub in_use: usize,
     pub limit: usize,
     pub scope: String,
     pub flag: &'static str,
+    /// Said when free slots are kept for objects that waited longer.
+    pub kept: &'static str,
 }
 
 enum Slot {
@@ -217,9 +219,12 @@ impl Runs {
         let in_ns = in_namespace(&slots, namespace);
         let admitted = match self.queue.lock() {
             Ok(mut queue) => queue.admit(waiter, &self.usage(&slots), now),
-            Err(_) => slots.len() < self.limits.total && in_ns < self.limits.per_namespace,
+            Err(_) if slots.len() < self.limits.total && in_ns < self.limits.per_namespace => {
+                Ok(())
+            }
+            Err(_) => Err(0),
         };
-        if !admitted {
+        if let Err(kept) = admitted {
             self.wake(&slots);
             let (in_use, limit, scope, flag) = if in_ns >= self.limits.per_namespace {
                 (
@@ -228,18 +233,12 @@ impl Runs {
                     format!("in namespace {namespace}"),
                     "--max-runs-per-namespace",
                 )
-            } else if slots.len() >= self.limits.total {
+            } else {
+                // Slots kept for objects that waited longer count as taken.
                 (
-                    slots.len(),
+                    slots.len() + kept,
                     self.limits.total,
                     "in all namespaces".into(),
-                    "--max-runs",
-                )
-            } else {
-                (
-                    slots.len(),
-                    self.limits.total,
-                    "in all namespaces, and the free ones go to objects that waited longer".into(),
                     "--max-runs",
                 )
             };
@@ -248,6 +247,11 @@ impl Runs {
                 limit,
                 scope,
                 flag,
+                kept: if kept > 0 {
+                    " or kept for objects that waited longer"
+                } else {
+                    ""
+                },
             });
         }
         slots.insert(Self::key(namespace, name), Slot::Reserved);
