@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use kube::api::Api;
 use landform::api::Terraform;
 use serde_json::json;
@@ -13,16 +15,6 @@ use support::*;
 const UNDECLARED: &str = r#"
 output "x" { value = var.missing }
 "#;
-
-/// The "retrying in Ns" of a failure event's note.
-fn retry_seconds(note: &str) -> u64 {
-    let after = note.split("retrying in ").nth(1).expect(note);
-    after
-        .trim_end_matches(|c: char| !c.is_ascii_digit())
-        .trim_end_matches('s')
-        .parse()
-        .expect(note)
-}
 
 #[tokio::test]
 async fn failures_back_off_doubling_and_stall_after_max_retries() {
@@ -37,38 +29,72 @@ async fn failures_back_off_doubling_and_stall_after_max_retries() {
     )
     .await;
 
-    let s = wait_condition(&api, "broken", "Stalled", "PlanFailed").await;
+    // When each attempt failed, as status records it, until the object gives up.
+    let mut failed_at: Vec<jiff::Timestamp> = vec![];
+    let give_up = std::time::Instant::now() + Duration::from_secs(300);
+    let s = loop {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "never stalled: {failed_at:?}"
+        );
+        let s = api.get("broken").await.unwrap().status.unwrap_or_default();
+        if let Some(t) = &s.last_failure_time
+            && failed_at.last() != Some(&t.0)
+        {
+            failed_at.push(t.0);
+        }
+        if s.conditions.iter().any(|c| c.type_ == "Stalled") {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(s.failures, 4);
     let stalled = condition_message(&s, "Stalled");
     assert!(stalled.contains("gave up after 4 attempts"), "{stalled}");
     assert!(stalled.contains("undeclared"), "{stalled}");
 
-    // One Warning per attempt, each retry twice as far off as the one before, and really
-    // waited for: the next attempt fails no sooner than announced.
-    let failures = timed_events(&client, &ns, "PlanFailed").await;
-    let retries: Vec<_> = failures
-        .iter()
-        .filter(|(_, note)| note.contains("retrying in"))
+    // Each retry twice as far off as the one before (3 s, then about 6 and 12, with jitter).
+    assert_eq!(failed_at.len(), 4, "{failed_at:?}");
+    let gaps: Vec<i64> = failed_at
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).as_millis())
+        .map(|ms| i64::try_from(ms).unwrap())
         .collect();
-    assert_eq!(retries.len(), 3, "{failures:#?}");
-    for (i, (_, note)) in retries.iter().enumerate() {
-        assert!(note.contains(&format!("(attempt {},", i + 1)), "{note}");
-    }
-    let waits: Vec<u64> = retries.iter().map(|(_, n)| retry_seconds(n)).collect();
     assert!(
-        waits[1] >= waits[0] * 3 / 2 && waits[2] >= waits[1] * 3 / 2,
-        "the retry interval doubles per failure: {waits:?}"
+        gaps[0] >= 2_500,
+        "the first retry waits retryInterval: {gaps:?}"
     );
-    for pair in failures.windows(2) {
-        let (at, note) = &pair[0];
-        if note.contains("retrying in") {
-            let gap = pair[1].0.duration_since(*at).as_secs();
-            assert!(
-                gap >= i64::try_from(retry_seconds(note)).unwrap() - 1,
-                "attempt after {gap}s, announced {note}"
-            );
-        }
-    }
+    assert!(
+        gaps[1] >= gaps[0] * 3 / 2 && gaps[2] >= gaps[1] * 3 / 2,
+        "the retry interval doubles per failure: {gaps:?}"
+    );
+
+    // One Warning for the failure, whose series counts the retries that failed the same way,
+    // and one when the object gives up: not one per attempt.
+    let failures: Vec<_> = events_about(&client, &ns, "broken")
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("PlanFailed"))
+        .collect();
+    let notes: Vec<_> = failures
+        .iter()
+        .map(|e| e.note.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(failures.len(), 2, "{notes:#?}");
+    let first = failures
+        .iter()
+        .find(|e| e.note.as_deref().is_some_and(|n| n.contains("(attempt 1,")))
+        .expect("the first failure's event");
+    assert_eq!(first.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        first.series.as_ref().map(|s| s.count),
+        Some(3),
+        "{notes:#?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("gave up after 4 attempts")),
+        "{notes:#?}"
+    );
 }
 
 /// A variable from a Secret that a validation rule quotes when it fails.

@@ -59,6 +59,32 @@ async fn changes_behind_the_controllers_back_are_reported_and_cleared() {
     assert!(s.last_applied_revision.is_some());
     let file = dir.path().join("managed.txt");
 
+    // Checks that find nothing change nothing users read and record no events: counted once
+    // three more checks are seen to have finished.
+    let before = events_about(&client, &ns, "files").await.len();
+    let mut seen = s.drift.and_then(|d| d.last_checked_at).unwrap().0;
+    for _ in 0..3 {
+        seen = eventually("another drift check", WAIT, || async {
+            let s = api.get("files").await.ok()?.status?;
+            let at = s.drift?.last_checked_at?.0;
+            (at > seen).then_some(at)
+        })
+        .await;
+    }
+    let s = api.get("files").await.unwrap().status.unwrap();
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Applied")
+    );
+    let after = events_about(&client, &ns, "files").await;
+    assert_eq!(
+        after.len(),
+        before,
+        "no events for checks that changed nothing: {:?}",
+        after.iter().map(|e| e.reason.clone()).collect::<Vec<_>>()
+    );
+
     // Edited behind the controller's back.
     std::fs::write(&file, "edited by hand\n").unwrap();
     let s = wait_drift(&api, "files", DriftState::Drifted).await;
@@ -154,6 +180,10 @@ async fn drift_only_objects_never_apply_even_when_the_module_changes() {
         "{}",
         ready.message
     );
+    // Monitored, never applied: its plan would change something, and nothing is recorded as
+    // applied by it.
+    assert_eq!(ready.reason, "OutOfSync");
+    assert_eq!(s.last_applied_revision, None);
 
     publish_module(
         &ns,

@@ -54,14 +54,15 @@ pub async fn advance<K: Kind>(
     };
     let (operation, plan_id) = match due::decide(status, artifact, &facts, jiff::Timestamp::now()) {
         Next::Run { operation, plan_id } => (operation, plan_id),
-        other => return (due::waiting(other, status), None),
+        other => return (due::waiting(other, status, common.mode), None),
     };
     // Dependencies gate new runs only; a run in flight is always collected above.
     if let Some(why) = first_unmet::<K>(ctx, &ns, &common.depends_on).await {
         let outcome = Outcome::Progressing {
             reason: "DependencyNotReady",
             message: why,
-            requeue: timing.retry_interval,
+            // The dependency's watch wakes it when the dependency changes.
+            requeue: timing.interval,
         };
         return (outcome, None);
     }
@@ -120,11 +121,21 @@ fn start<K: Kind>(
         name: obj.name_any(),
     };
     if let Err(full) = ctx.runs.reserve(&ns, &spec.name, &waiter) {
-        let outcome = Outcome::Progressing {
-            reason: "WaitingForRunSlot",
-            message: full.to_string(),
-            // Woken when a slot is freed for it; this is only a fallback.
-            requeue: ctx.settings.slot_recheck.max(Duration::from_secs(1)),
+        let (reason, message) = ("WaitingForRunSlot", full.to_string());
+        // Woken when a slot is freed for it; this is only a fallback.
+        let requeue = ctx.settings.slot_recheck.max(Duration::from_secs(1));
+        let outcome = if due::routine(operation, status, artifact) {
+            Outcome::Checking {
+                reason,
+                message,
+                requeue,
+            }
+        } else {
+            Outcome::Progressing {
+                reason,
+                message,
+                requeue,
+            }
         };
         return (outcome, None);
     }

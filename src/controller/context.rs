@@ -14,6 +14,8 @@ pub struct Settings {
     /// How soon an object waiting for a run slot looks again if no wake-up came: when a woken
     /// object never came for its slot (suspended meanwhile), the next in line learn of it so.
     pub slot_recheck: std::time::Duration,
+    /// The Flux source kinds watched: a change to one wakes the objects that use it.
+    pub watched_sources: Vec<crate::api::SourceKind>,
 }
 
 pub struct Context {
@@ -26,4 +28,6 @@ pub struct Context {
     pub settings: Settings,
     /// Whether this instance may act now (see [`super::leader::Leadership`]).
     pub leadership: Arc<super::leader::Leadership>,
+    /// Which objects use each Flux source and depend on each object.
+    pub refs: super::refs::Refs,
 }

@@ -1,38 +1,86 @@
 //! Kubernetes Events about the objects. Landform records an event only when something changes
 //! (a condition reason, a revision), so each one is worth keeping; kube's Recorder would fold
-//! events with the same reason into one series and keep only the first note.
+//! events with the same reason into one series and keep only the first note. The one
+//! exception is the same failure again (a retry that fails as the last one did): that is
+//! counted in the series of the event that reported it, as Kubernetes' own series are.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
 pub const CONTROLLER: &str = "landform-controller";
+
+/// Series remembered at most; past it they are forgotten (the next repeat starts a new event).
+const MAX_SERIES: usize = 20_000;
+
+/// The last event of one reason about one object, to count repeats in.
+struct Series {
+    name: String,
+    count: i32,
+}
 
 pub struct Recorder {
     client: Client,
     instance: String,
+    /// By the object's UID and the reason.
+    series: Mutex<HashMap<(String, String), Series>>,
 }
 
 impl Recorder {
     pub fn new(client: Client, instance: String) -> Self {
-        Self { client, instance }
+        Self {
+            client,
+            instance,
+            series: Mutex::default(),
+        }
     }
 
-    /// Creates one event about `regarding`.
+    /// Records an event about `regarding`: a new one, or with `repeat`, one more in the series
+    /// of the last event of this reason (a new one if there is none to count in).
     pub async fn publish(
         &self,
         regarding: ObjectReference,
         warning: bool,
         reason: &str,
         note: &str,
+        repeat: bool,
     ) -> Result<(), kube::Error> {
         let now = jiff::Timestamp::now();
+        let key = (
+            regarding.uid.clone().unwrap_or_default(),
+            reason.to_string(),
+        );
         let namespace = regarding
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
+        let api = Api::<Event>::namespaced(self.client.clone(), &namespace);
+        let known = self.lock().get(&key).map(|s| (s.name.clone(), s.count + 1));
+        if let (true, Some((name, count))) = (repeat, known) {
+            let patch = serde_json::json!({"series": EventSeries {
+                count,
+                last_observed_time: MicroTime(now),
+            }});
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    if let Some(s) = self.lock().get_mut(&key) {
+                        s.count = count;
+                    }
+                    return Ok(());
+                }
+                // Expired or deleted: a new event starts a new series.
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
         let name = format!(
             "{}.{:x}",
             regarding.name.as_deref().unwrap_or(CONTROLLER),
@@ -40,7 +88,7 @@ impl Recorder {
         );
         let event = Event {
             metadata: ObjectMeta {
-                name: Some(name),
+                name: Some(name.clone()),
                 namespace: Some(namespace.clone()),
                 ..Default::default()
             },
@@ -54,10 +102,20 @@ impl Recorder {
             reporting_instance: Some(self.instance.clone()),
             ..Default::default()
         };
-        Api::<Event>::namespaced(self.client.clone(), &namespace)
-            .create(&PostParams::default(), &event)
-            .await
-            .map(|_| ())
+        api.create(&PostParams::default(), &event).await?;
+        let mut series = self.lock();
+        if series.len() >= MAX_SERIES {
+            series.clear();
+        }
+        series.insert(key, Series { name, count: 1 });
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Series>> {
+        // A panic elsewhere while holding it leaves nothing half-written worth refusing.
+        self.series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -16,6 +16,7 @@ mod pod;
 mod prune;
 mod queue;
 mod reconcile;
+mod refs;
 mod runs;
 mod shard;
 mod source;
@@ -27,9 +28,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use kube::api::DynamicObject;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
@@ -201,6 +203,17 @@ fn api_for<K: Managed>(client: &Client, namespace: Option<&str>) -> Api<K> {
     }
 }
 
+/// Metadata only (a watch of it asks the API server for nothing else).
+fn meta_api<K>(client: &Client, namespace: Option<&str>) -> Api<PartialObjectMeta<K>>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// The Flux source kinds the API server serves; only those are watched. (Installing Flux
 /// later needs a controller restart for the watches; resolution works regardless.)
 async fn flux_kinds_served(client: &Client) -> Vec<SourceKind> {
@@ -250,6 +263,30 @@ async fn check_shard(client: &Client, scope: &Scope) -> Result<(), Error> {
         })
 }
 
+/// Drops from a watched object what the controller never reads before it is cached.
+fn slim<K: kube::Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// The objects of this shard that refer to `target` (from the index; the store only confirms
+/// each one is still there).
+fn referring<K: kinds::Kind>(
+    ctx: &Context,
+    store: &kube::runtime::reflector::Store<K>,
+    target: &refs::Target,
+) -> Vec<ObjectRef<K>> {
+    ctx.refs
+        .referrers(K::KIND, target)
+        .into_iter()
+        .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
+        .filter(|r| store.get(r).is_some())
+        .collect()
+}
+
 async fn run_kind<K: kinds::Kind>(
     ctx: Arc<Context>,
     scope: Scope,
@@ -266,7 +303,11 @@ async fn run_kind<K: kinds::Kind>(
     if let Some(selector) = shard.selector() {
         objects = objects.labels(selector);
     }
-    let mut controller = Controller::new(api, objects);
+    // The cache keeps only what decisions read: not the server's field bookkeeping nor
+    // kubectl's copy of the last applied object (together often more than the rest).
+    let (reader, writer) = reflector::store();
+    let stream = reflector(writer, watcher::watcher(api, objects).modify(slim)).applied_objects();
+    let mut controller = Controller::for_stream(stream, reader);
     // A new artifact revision of a Flux source brings the objects that use it back at once.
     for kind in flux_kinds {
         let ar = crate::source::flux::api_resource(kind);
@@ -274,41 +315,29 @@ async fn run_kind<K: kinds::Kind>(
             Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
             None => Api::all_with(ctx.client.clone(), &ar),
         };
-        let store = controller.store();
+        let (store, index) = (controller.store(), ctx.clone());
         let kind_name = ar.kind.clone();
         controller = controller.watches_with(
             sources,
             ar,
             watcher::Config::default().any_semantic(),
             move |src| {
-                let (src_ns, src_name) = (src.namespace().unwrap_or_default(), src.name_any());
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|o| {
-                        source::refers_to(
-                            o.common(),
-                            &o.namespace().unwrap_or_default(),
-                            &kind_name,
-                            &src_ns,
-                            &src_name,
-                        )
-                    })
-                    .map(|o| ObjectRef::from_obj(&*o))
-                    .collect::<Vec<_>>()
+                let target = refs::Target {
+                    kind: kind_name.clone(),
+                    namespace: src.namespace().unwrap_or_default(),
+                    name: src.name_any(),
+                };
+                referring::<K>(&index, &store, &target)
             },
         );
     }
     // A runner pod that changes (starts, ends) brings its object back.
     if ctx.runs.mode() == runs::RunnerMode::Pod {
-        let pods: Api<k8s_openapi::api::core::v1::Pod> = match namespace.as_deref() {
-            Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-            None => Api::all(ctx.client.clone()),
-        };
-        controller = controller.owns(
-            pods,
-            watcher::Config::default().labels(&shard.and(crate::contract::names::LABEL_RUN)),
-        );
+        // Labels and owners are all this needs: metadata only.
+        let config =
+            watcher::Config::default().labels(&shard.and(crate::contract::names::LABEL_RUN));
+        let pods = meta_api::<k8s_openapi::api::core::v1::Pod>(&ctx.client, namespace.as_deref());
+        controller = controller.owns_stream(watcher::watcher(pods, config).touched_objects());
     }
     // An object waiting for a run slot is woken when one is freed for it.
     controller = controller.reconcile_on(
@@ -318,25 +347,20 @@ async fn run_kind<K: kinds::Kind>(
     );
     // A dependency that changes brings its dependents back; it may be in another shard, so
     // this watch takes every object.
-    let store = controller.store();
-    controller = controller.watches(
-        api_for::<K>(&ctx.client, namespace.as_deref()),
+    let (store, index) = (controller.store(), ctx.clone());
+    let deps = watcher::watcher(
+        meta_api::<K>(&ctx.client, namespace.as_deref()),
         watcher::Config::default().any_semantic(),
-        move |dep: K| {
-            let (dep_ns, dep_name) = (dep.namespace().unwrap_or_default(), dep.name_any());
-            store
-                .state()
-                .into_iter()
-                .filter(|o| {
-                    let own_ns = o.namespace().unwrap_or_default();
-                    o.common().depends_on.iter().any(|d| {
-                        d.name == dep_name && d.namespace.as_deref().unwrap_or(&own_ns) == dep_ns
-                    })
-                })
-                .map(|o| ObjectRef::from_obj(&*o))
-                .collect::<Vec<_>>()
-        },
     );
+    controller =
+        controller.watches_stream(deps.touched_objects(), move |dep: PartialObjectMeta<K>| {
+            let target = refs::Target {
+                kind: K::KIND.to_string(),
+                namespace: dep.namespace().unwrap_or_default(),
+                name: dep.name_any(),
+            };
+            referring::<K>(&index, &store, &target)
+        });
     controller
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(async move {
@@ -474,8 +498,10 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         settings: Settings {
             allow_cross_namespace_refs: opts.allow_cross_namespace_refs,
             slot_recheck: opts.run_slot_recheck,
+            watched_sources: scope.flux_kinds.clone(),
         },
         leadership,
+        refs: Default::default(),
     });
     tracing::info!(
         namespace = opts.namespace.as_deref().unwrap_or("(all)"),

@@ -52,6 +52,7 @@ pub async fn reconcile_once<K: Kind>(client: Client, obj: K) -> std::io::Result<
         metrics: Arc::new(metrics::Metrics::default()),
         settings: Settings::default(),
         leadership: Arc::new(leader::Leadership::always()),
+        refs: Default::default(),
     });
     Ok(match reconcile::reconcile(Arc::new(obj), ctx).await {
         Ok(_) => Once::Done,

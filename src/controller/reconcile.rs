@@ -18,6 +18,7 @@ use super::decide::validate;
 use super::deletion;
 use super::kinds::Kind;
 use super::metrics::{FailureLabels, KindLabels, ObjectLabels};
+use super::refs;
 use super::runs::PodInputs;
 use super::source::{self, Resolution};
 use super::status::{self, Error, publish};
@@ -38,6 +39,14 @@ pub async fn reconcile<K: Kind>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
             namespace: namespace.clone(),
         })
         .inc();
+    // What it refers to, for the watches that wake it when a source or dependency changes.
+    let referrer = (K::KIND, namespace.clone(), obj.name_any());
+    if obj.meta().deletion_timestamp.is_some() {
+        ctx.refs.remove(&referrer);
+    } else {
+        ctx.refs
+            .set(referrer, refs::targets(K::KIND, &namespace, obj.common()));
+    }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let deleting =
         obj.meta().deletion_timestamp.is_some() && obj.finalizers().iter().any(|f| f == FINALIZER);
@@ -134,9 +143,14 @@ async fn apply<K: Kind>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Result<A
         },
         // A run in flight still ends and is collected (its slot is freed); nothing new starts.
         Ok(_) if obj.common().suspend => match advance::collect_only(&*obj, &mut work, ctx).await {
-            Some(Outcome::Progressing {
-                message, requeue, ..
-            }) => Outcome::Progressing {
+            Some(
+                Outcome::Progressing {
+                    message, requeue, ..
+                }
+                | Outcome::Checking {
+                    message, requeue, ..
+                },
+            ) => Outcome::Progressing {
                 reason: "Suspending",
                 message: format!("Suspended; the run in flight goes on to its end: {message}"),
                 requeue,
@@ -152,8 +166,18 @@ async fn apply<K: Kind>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Result<A
                 Ok(Resolution::Waiting { reason, message }) => Outcome::Progressing {
                     reason,
                     message,
-                    // Watches on the source usually bring the object back sooner.
-                    requeue: timing.retry_interval,
+                    // A watched source kind wakes the object when the source changes; only
+                    // the others are looked at again soon.
+                    requeue: if obj
+                        .common()
+                        .source_ref
+                        .as_ref()
+                        .is_some_and(|r| ctx.settings.watched_sources.contains(&r.kind))
+                    {
+                        timing.interval
+                    } else {
+                        timing.retry_interval
+                    },
                 },
                 Ok(Resolution::Resolved(found)) => {
                     if work.artifact.as_ref().map(|a| &a.digest) != Some(&found.digest) {

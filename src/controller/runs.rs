@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -72,30 +72,71 @@ enum Slot {
 
 /// A local run. The runner leads its own process group, so that stopping it stops the engine
 /// it started too (OpenTofu and its provisioners), as the end of a pod would: an engine left
-/// running would still hold the state lock that a lost run's lock is released from.
+/// running would still hold the state lock that a lost run's lock is released from. A task
+/// owns the child process: it wakes the object the moment the run ends (or reaches its
+/// deadline), and it alone signals the group, only while the child is not yet reaped, so the
+/// group ID can never name another process's group.
 struct LocalRun {
-    child: tokio::process::Child,
+    /// Set once the process has ended.
+    ended: tokio::sync::watch::Receiver<bool>,
+    /// Signals for the task to send to the run's process group.
+    signal: tokio::sync::mpsc::UnboundedSender<libc::c_int>,
     /// Killed then, like a pod at its activeDeadlineSeconds.
     deadline: std::time::Instant,
     timeout: Duration,
 }
 
 impl LocalRun {
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    fn running(&self) -> bool {
+        !*self.ended.borrow()
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let _ = self.signal.send(signal);
     }
 }
 
 impl Drop for LocalRun {
     fn drop(&mut self) {
-        if let (true, Some(pid)) = (self.running(), self.child.id()) {
-            // SAFETY: killpg only sends a signal. The child is not reaped (try_wait saw it
-            // running), so `pid` still names the group it leads, which holds only this run.
-            unsafe {
-                libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+        if self.running() {
+            self.signal(libc::SIGKILL);
+        }
+    }
+}
+
+/// Owns a local run's child: passes signals to its group until it ends, then says so and
+/// wakes its object; wakes it at the deadline too, when the run is to be stopped.
+async fn watch_child(
+    mut child: tokio::process::Child,
+    mut signals: tokio::sync::mpsc::UnboundedReceiver<libc::c_int>,
+    ended: tokio::sync::watch::Sender<bool>,
+    deadline: std::time::Instant,
+    wake: impl Fn(),
+) {
+    let pid = child.id();
+    let mut deadline = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+    let mut deadline_seen = false;
+    loop {
+        tokio::select! {
+            _ = child.wait() => break,
+            Some(signal) = signals.recv() => {
+                if let Some(pid) = pid {
+                    // SAFETY: killpg only sends a signal, to the group this run leads; the
+                    // child is not reaped yet (that happens only in `wait` above), so its
+                    // ID still names that group.
+                    unsafe {
+                        libc::killpg(pid as libc::pid_t, signal);
+                    }
+                }
+            }
+            _ = &mut deadline, if !deadline_seen => {
+                deadline_seen = true;
+                wake();
             }
         }
     }
+    let _ = ended.send(true);
+    wake();
 }
 
 /// What a pod run needs besides the spec.
@@ -145,8 +186,10 @@ pub struct Runs {
     /// Objects waiting for a slot; locked after `slots`, never before.
     queue: Mutex<Queue>,
     /// Per kind, where woken waiters are sent (that kind's controller reconciles them).
-    wakers: Mutex<HashMap<&'static str, futures::channel::mpsc::UnboundedSender<Waiter>>>,
+    wakers: Arc<Mutex<Wakers>>,
 }
+
+type Wakers = HashMap<&'static str, futures::channel::mpsc::UnboundedSender<Waiter>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -190,7 +233,7 @@ impl Runs {
             limits: config.limits,
             slots: Mutex::default(),
             queue: Mutex::default(),
-            wakers: Mutex::default(),
+            wakers: Arc::default(),
         })
     }
 
@@ -369,9 +412,28 @@ impl Runs {
             });
         }
         let child = cmd.spawn().map_err(LaunchError::Spawn)?;
+        let (ended_tx, ended) = tokio::sync::watch::channel(false);
+        let (signal, signals) = tokio::sync::mpsc::unbounded_channel();
+        let deadline = std::time::Instant::now() + timeout;
+        let (wakers, owner) = (self.wakers.clone(), spec.owner.clone());
+        let namespace = spec.namespace.clone();
+        let wake = move || {
+            let wakers = wakers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((kind, tx)) = wakers.get_key_value(owner.kind.as_str()) {
+                let _ = tx.unbounded_send(Waiter {
+                    kind,
+                    namespace: namespace.clone(),
+                    name: owner.name.clone(),
+                });
+            }
+        };
+        tokio::spawn(watch_child(child, signals, ended_tx, deadline, wake));
         let run = LocalRun {
-            child,
-            deadline: std::time::Instant::now() + timeout,
+            ended,
+            signal,
+            deadline,
             timeout,
         };
         self.set_slot(spec, Slot::Process(Box::new(run)));
@@ -508,30 +570,27 @@ impl Runs {
     /// (the runner interrupts its engine, which writes state and unlocks), then, after the
     /// grace period, SIGKILL to what is left.
     pub async fn stop_local(&self) {
-        let pids: Vec<u32> = match self.slots.lock() {
+        let stopping = match self.slots.lock() {
             Ok(slots) => slots
                 .values()
-                .filter_map(|s| match s {
-                    Slot::Process(run) => run.child.id(),
-                    _ => None,
+                .filter(|s| match s {
+                    Slot::Process(run) => {
+                        run.signal(libc::SIGTERM);
+                        true
+                    }
+                    _ => false,
                 })
-                .collect(),
+                .count(),
             Err(_) => return,
         };
-        if pids.is_empty() {
+        if stopping == 0 {
             return;
         }
-        tracing::info!(runs = pids.len(), "stopping local runs");
-        for pid in &pids {
-            // SAFETY: killpg only sends a signal, to the group this run leads.
-            unsafe {
-                libc::killpg(*pid as libc::pid_t, libc::SIGTERM);
-            }
-        }
+        tracing::info!(runs = stopping, "stopping local runs");
         let deadline = std::time::Instant::now() + crate::contract::STOP_GRACE;
         while std::time::Instant::now() < deadline {
-            let running = self.slots.lock().is_ok_and(|mut slots| {
-                slots.values_mut().any(|s| match s {
+            let running = self.slots.lock().is_ok_and(|slots| {
+                slots.values().any(|s| match s {
                     Slot::Process(run) => run.running(),
                     _ => false,
                 })

@@ -190,35 +190,3 @@ async fn resolve_flux(
         }
     }
 }
-
-/// Whether `obj_spec` (in `obj_ns`) refers to the Flux source `source` of kind `kind`.
-pub fn refers_to(
-    obj_spec: &CommonSpec,
-    obj_ns: &str,
-    kind: &str,
-    source_ns: &str,
-    source_name: &str,
-) -> bool {
-    obj_spec.source_ref.as_ref().is_some_and(|r| {
-        flux::api_resource(r.kind).kind == kind
-            && r.name == source_name
-            && r.namespace.as_deref().unwrap_or(obj_ns) == source_ns
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matches_references_by_kind_name_and_namespace() {
-        let spec: CommonSpec = serde_json::from_value(serde_json::json!({
-            "interval": "1m", "sourceRef": {"kind": "OCIRepository", "name": "infra"}
-        }))
-        .unwrap();
-        assert!(refers_to(&spec, "team", "OCIRepository", "team", "infra"));
-        assert!(!refers_to(&spec, "team", "GitRepository", "team", "infra"));
-        assert!(!refers_to(&spec, "team", "OCIRepository", "other", "infra"));
-        assert!(!refers_to(&spec, "team", "OCIRepository", "team", "else"));
-    }
-}

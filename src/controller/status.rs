@@ -104,6 +104,7 @@ pub async fn publish<K: Managed>(ctx: &Context, obj: &K, event: &EventSpec) {
             event.warning,
             &event.reason,
             &event.note,
+            event.repeat,
         )
         .await;
     if let Err(e) = result {

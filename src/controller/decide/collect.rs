@@ -9,8 +9,8 @@ use super::drift::{self, Wording};
 use super::due::{POLL, short, shown};
 use super::outcome::{EventSpec, Outcome, mark};
 use crate::api::{
-    CommonSpec, ConditionStatus, ConditionType, LockStatus, ObjectStatus, Operation, PlanStatus,
-    RunPhase,
+    CommonSpec, ConditionStatus, ConditionType, LockStatus, Mode, ObjectStatus, Operation,
+    PlanStatus, RunPhase, find_condition,
 };
 use crate::contract::RunResult;
 use crate::contract::reasons;
@@ -153,12 +153,25 @@ pub fn collect(
                 Operation::Drift => "CheckingDrift",
                 Operation::Plan => "Planning",
             };
-            return Collected {
-                outcome: Some(Outcome::Progressing {
+            // The words the run started with, so that looking at it writes nothing.
+            let message = find_condition(&status.conditions, ConditionType::Reconciling)
+                .filter(|c| c.reason == reason)
+                .map(|c| c.message.clone())
+                .unwrap_or_else(|| format!("Running {} (run {})", run.operation, run.name));
+            let outcome = match run.operation {
+                Operation::Plan | Operation::Drift => Outcome::Checking {
                     reason,
-                    message: format!("Running {} (run {})", run.operation, run.name),
+                    message,
                     requeue: POLL,
-                }),
+                },
+                Operation::Apply | Operation::Destroy => Outcome::Progressing {
+                    reason,
+                    message,
+                    requeue: POLL,
+                },
+            };
+            return Collected {
+                outcome: Some(outcome),
                 ..Default::default()
             };
         }
@@ -223,7 +236,8 @@ pub fn collect(
     match run.operation {
         Operation::Plan => {
             let made_from = run.inputs.clone().unwrap_or_else(|| inputs.to_string());
-            took_plan(status, result, made_from != inputs, made_from, now);
+            let applies = spec.mode == Mode::Reconcile;
+            took_plan(status, result, made_from != inputs, made_from, applies, now);
         }
         Operation::Apply => took_apply(status, result.outputs, now),
         Operation::Drift => {
@@ -335,6 +349,7 @@ fn took_plan(
     result: RunResult,
     superseded: bool,
     made_from: String,
+    applies: bool,
     now: Time,
 ) {
     let summary = result.summary.unwrap_or_default();
@@ -343,15 +358,16 @@ fn took_plan(
     let revision = artifact.as_ref().map(|a| a.revision.clone());
     let digest = artifact.as_ref().map(|a| a.digest.clone());
     // No changes means the infrastructure matches what this artifact describes, whichever
-    // inputs the plan was made from.
-    if !changes {
+    // inputs the plan was made from; it counts as applied only for an object that applies
+    // (a DriftOnly object has nothing of its own applied, and destroys nothing).
+    if !changes && applies {
         status.last_applied_revision = revision.clone();
         status.last_applied_digest = digest.clone();
         status.last_applied_url = artifact.as_ref().map(|a| a.url.clone());
-        // Engines that read outputs without applying (a stack adopted as it is) report them.
-        if !result.outputs.is_empty() {
-            status.outputs = result.outputs;
-        }
+    }
+    // Engines that read outputs without applying (a stack adopted as it is) report them.
+    if !changes && !result.outputs.is_empty() {
+        status.outputs = result.outputs;
     }
     let id = result.plan_id.unwrap_or_default();
     let mut message = format!(

@@ -93,7 +93,11 @@ fn condition(s: &ObjectStatus, t: ConditionType) -> (String, String, String) {
 
 fn outcome_reason(c: &Collected) -> Option<&'static str> {
     match &c.outcome {
-        Some(Outcome::Failed { reason, .. } | Outcome::Progressing { reason, .. }) => Some(*reason),
+        Some(
+            Outcome::Failed { reason, .. }
+            | Outcome::Progressing { reason, .. }
+            | Outcome::Checking { reason, .. },
+        ) => Some(*reason),
         Some(other) => panic!("{other:?}"),
         None => None,
     }
@@ -454,4 +458,51 @@ fn a_lock_is_the_runs_only_by_its_host_or_its_time() {
         Some(&started)
     ));
     assert!(!lock_is_the_runs(None, "vpc-apply-1", Some(&started)));
+}
+
+#[test]
+fn a_drift_only_plan_without_changes_applies_nothing() {
+    let mut drift_only = spec();
+    drift_only.mode = crate::api::Mode::DriftOnly;
+    let mut status = running(Operation::Plan);
+    let c = collect(
+        &mut status,
+        &drift_only,
+        &WORDING,
+        "in",
+        found(RunState::Unknown, ok(|r| r.plan_id = Some("ab".into()))),
+        at(10),
+    );
+    assert_eq!(c.taken, Some(true));
+    assert!(!status.plan.as_ref().unwrap().pending);
+    assert_eq!(status.last_applied_revision, None);
+    assert_eq!(status.last_applied_digest, None);
+    assert_eq!(condition(&status, ConditionType::Planned).1, "NoChanges");
+}
+
+#[test]
+fn looking_at_a_run_in_flight_keeps_the_words_it_started_with() {
+    let mut status = running(Operation::Drift);
+    crate::controller::decide::outcome::mark(
+        &mut status,
+        ConditionType::Reconciling,
+        ConditionStatus::True,
+        "CheckingDrift",
+        "Checking revision 2 for drift (run vpc-drift-1)",
+        at(1),
+    );
+    let c = collect(
+        &mut status,
+        &spec(),
+        &WORDING,
+        "in",
+        found(RunState::Running, None),
+        at(10),
+    );
+    match c.outcome {
+        Some(Outcome::Checking { message, .. }) => {
+            assert_eq!(message, "Checking revision 2 for drift (run vpc-drift-1)")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -12,11 +12,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::outcome::{self, Outcome, RetryPolicy};
 use super::validate::Timing;
 use crate::api::{
-    ApprovePlan, ArtifactStatus, CommonSpec, Mode, ObjectStatus, Operation, RunPhase,
+    ApprovePlan, ArtifactStatus, CommonSpec, DriftState, Mode, ObjectStatus, Operation, RunPhase,
 };
 
-/// How often a run in flight is looked at.
-pub const POLL: Duration = Duration::from_secs(2);
+/// How often a run in flight is looked at if nothing wakes its object first. Its end does:
+/// a runner pod's change comes through the pod watch, a local run's end from the task that
+/// waits for its process; this only bounds what a missed wake-up can cost.
+pub const POLL: Duration = Duration::from_secs(30);
 
 /// Whether the object may act now.
 #[derive(Debug, PartialEq, Eq)]
@@ -116,7 +118,7 @@ pub fn destroy_artifact(status: &ObjectStatus, needs_artifact: bool) -> Option<A
 }
 
 /// How an object reads while what is due is not a run (waiting for approval, in sync).
-pub fn waiting(next: Next, status: &ObjectStatus) -> Outcome {
+pub fn waiting(next: Next, status: &ObjectStatus, mode: Mode) -> Outcome {
     match next {
         Next::Run { operation, .. } => Outcome::Progressing {
             reason: "RunDue",
@@ -134,14 +136,25 @@ pub fn waiting(next: Next, status: &ObjectStatus) -> Outcome {
             warning: true,
         },
         Next::InSync { message, requeue } => Outcome::Ready {
-            reason: if status.last_applied_revision.is_some() {
-                "Applied"
-            } else {
-                "UpToDate"
-            },
+            reason: settled_reason(status, mode),
             message,
             requeue,
         },
+    }
+}
+
+/// The reason of a settled `Ready`. A DriftOnly object is monitored, never applied:
+/// `Monitoring` until its first drift check, then `InSync`, `OutOfSync` (its plan would
+/// change something) or `Drifted` (something changed outside it).
+fn settled_reason(status: &ObjectStatus, mode: Mode) -> &'static str {
+    let pending = status.plan.as_ref().is_some_and(|p| p.pending);
+    match (mode, status.drift.as_ref().map(|d| d.state)) {
+        (Mode::DriftOnly, Some(DriftState::Drifted)) => "Drifted",
+        (Mode::DriftOnly, _) if pending => "OutOfSync",
+        (Mode::DriftOnly, Some(DriftState::InSync)) => "InSync",
+        (Mode::DriftOnly, _) => "Monitoring",
+        (Mode::Reconcile, _) if status.last_applied_revision.is_some() => "Applied",
+        (Mode::Reconcile, _) => "UpToDate",
     }
 }
 
@@ -155,6 +168,7 @@ pub fn starting(
     inputs: &str,
     now: Time,
 ) -> Outcome {
+    let routine = routine(operation, status, artifact);
     status.run = Some(crate::api::RunStatus {
         name: run.to_string(),
         operation,
@@ -181,11 +195,32 @@ pub fn starting(
             format!("Checking revision {revision} for drift"),
         ),
     };
-    Outcome::Progressing {
-        reason,
-        message: format!("{what} (run {run})"),
-        requeue: POLL,
+    let message = format!("{what} (run {run})");
+    if routine {
+        Outcome::Checking {
+            reason,
+            message,
+            requeue: POLL,
+        }
+    } else {
+        Outcome::Progressing {
+            reason,
+            message,
+            requeue: POLL,
+        }
     }
+}
+
+/// Whether a run of `operation` only looks again at what is settled: a plan or drift check of
+/// the revision last planned, or the retry of a failure. Such runs leave `Ready` as it is
+/// (see [`Outcome::Checking`]); a new revision's first plan, applies and destroys do not.
+pub fn routine(operation: Operation, status: &ObjectStatus, artifact: &ArtifactStatus) -> bool {
+    matches!(operation, Operation::Plan | Operation::Drift)
+        && status
+            .plan
+            .as_ref()
+            .and_then(|p| p.digest.as_deref())
+            .map_or(status.failures > 0, |d| d == artifact.digest)
 }
 
 /// The facts of the spec that decide the next step.
@@ -272,8 +307,24 @@ pub fn decide(
     }
     if !plan.pending {
         let since = age(plan.created_at.as_ref(), now);
-        let message = match &status.last_applied_revision {
-            Some(r) if status.last_applied_digest.as_deref() == Some(artifact.digest.as_str()) => {
+        let message = match (&status.last_applied_revision, facts.mode) {
+            (_, Mode::DriftOnly) => match status.drift.as_ref() {
+                Some(d) if d.state == DriftState::Drifted => format!(
+                    "Monitoring revision {}: {} resource(s) drifted",
+                    shown(&artifact.revision),
+                    d.total
+                ),
+                Some(d) if d.state == DriftState::InSync => {
+                    format!(
+                        "Monitoring revision {}: no drift",
+                        shown(&artifact.revision)
+                    )
+                }
+                _ => format!("Monitoring revision {}", shown(&artifact.revision)),
+            },
+            (Some(r), Mode::Reconcile)
+                if status.last_applied_digest.as_deref() == Some(artifact.digest.as_str()) =>
+            {
                 format!("Applied revision {}", shown(r))
             }
             _ => format!(

@@ -426,7 +426,7 @@ fn waiting_outcomes() {
         ),
     ];
     for (next, want) in cases {
-        let reason = match waiting(next, &ObjectStatus::default()) {
+        let reason = match waiting(next, &ObjectStatus::default(), Mode::Reconcile) {
             Outcome::Blocked { reason, .. } | Outcome::Ready { reason, .. } => reason,
             other => panic!("{other:?}"),
         };
@@ -464,4 +464,35 @@ fn revisions_show_twelve_hex_characters_of_their_digest() {
     for kept in ["1.0.0@sha256:aa", "1.2.0", "v:notahexdigest-xyz", "ré:é"] {
         assert_eq!(shown(kept), kept);
     }
+}
+
+#[test]
+fn drift_only_objects_read_as_monitored_never_as_applied() {
+    let in_sync = || Next::InSync {
+        message: "m".into(),
+        requeue: POLL,
+    };
+    let reason = |status: &ObjectStatus| match waiting(in_sync(), status, Mode::DriftOnly) {
+        Outcome::Ready { reason, .. } => reason,
+        other => panic!("{other:?}"),
+    };
+    let mut status = ObjectStatus::default();
+    assert_eq!(reason(&status), "Monitoring");
+    status.drift = Some(crate::api::DriftStatus {
+        state: crate::api::DriftState::InSync,
+        ..Default::default()
+    });
+    assert_eq!(reason(&status), "InSync");
+    status.plan = Some(crate::api::PlanStatus {
+        pending: true,
+        ..Default::default()
+    });
+    assert_eq!(reason(&status), "OutOfSync");
+    status.drift.as_mut().unwrap().state = crate::api::DriftState::Drifted;
+    assert_eq!(reason(&status), "Drifted");
+    // Even with a lastAppliedRevision from elsewhere, DriftOnly never reads as applied.
+    status.last_applied_revision = Some("1".into());
+    status.drift = None;
+    status.plan = None;
+    assert_eq!(reason(&status), "Monitoring");
 }

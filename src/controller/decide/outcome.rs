@@ -21,6 +21,15 @@ pub enum Outcome {
         message: String,
         requeue: Duration,
     },
+    /// A routine run in flight (a plan or drift check of what is already settled, or a retry
+    /// of a failure): `Reconciling` says so, while `Ready` keeps its last word, so that
+    /// looking again changes nothing users read and records no event. Reads as
+    /// [`Outcome::Progressing`] when there is no last word for this generation.
+    Checking {
+        reason: &'static str,
+        message: String,
+        requeue: Duration,
+    },
     /// Done: the infrastructure matches the desired state.
     Ready {
         reason: &'static str,
@@ -85,6 +94,9 @@ pub struct EventSpec {
     pub warning: bool,
     pub reason: String,
     pub note: String,
+    /// The same as the last event of this reason about the object: counted in that event's
+    /// series rather than recorded anew.
+    pub repeat: bool,
 }
 
 impl EventSpec {
@@ -93,6 +105,7 @@ impl EventSpec {
             warning: false,
             reason: reason.into(),
             note: note.into(),
+            repeat: false,
         }
     }
 
@@ -138,6 +151,9 @@ pub fn settle(
     let mut status = previous.cloned().unwrap_or_default();
     let before =
         find_condition(&status.conditions, C::Ready).map(|c| (c.status.clone(), c.reason.clone()));
+    // A routine run keeps a settled Ready of this generation (see Outcome::Checking).
+    let settled_before = before.as_ref().is_some_and(|(st, _)| st != "Unknown")
+        && status.observed_generation == generation;
     let was_stalled = find_condition(&status.conditions, C::Stalled).is_some();
     // A new generation is a fresh start: earlier failures say nothing about the new spec.
     if status.observed_generation != generation {
@@ -147,13 +163,35 @@ pub fn settle(
     status.observed_generation = generation;
     // Suspension is the user's own doing, shown by its condition: an event would only echo it.
     let quiet = matches!(outcome, Outcome::Suspended);
+    let failed = matches!(outcome, Outcome::Failed { .. });
     let conds = &mut status.conditions;
     let mut event_note = None;
     // Blocked outcomes say themselves whether they deserve a warning; else False warns.
     let mut warning = None;
 
     let requeue = match outcome {
+        Outcome::Checking {
+            reason,
+            message,
+            requeue,
+        } if settled_before => {
+            set_condition(
+                conds,
+                C::Reconciling,
+                S::True,
+                reason,
+                &message,
+                generation,
+                now,
+            );
+            Some(requeue)
+        }
         Outcome::Progressing {
+            reason,
+            message,
+            requeue,
+        }
+        | Outcome::Checking {
             reason,
             message,
             requeue,
@@ -270,12 +308,21 @@ pub fn settle(
 
     let ready = find_condition(&status.conditions, C::Ready).cloned();
     let stalled = find_condition(&status.conditions, C::Stalled).is_some();
+    // One event per change of state: Ready turning True, False or Unknown, or a new reason
+    // while it is not True (another failure, another wait). True with another reason (in sync,
+    // drifted) has events of its own. The same failure again counts in its event's series.
     let event = ready.filter(|_| !quiet).and_then(|r| {
-        let changed = before.as_ref() != Some(&(r.status.clone(), r.reason.clone()));
-        (changed || (stalled && !was_stalled)).then(|| EventSpec {
+        let changed = match &before {
+            Some((st, reason)) => *st != r.status || (r.status != "True" && *reason != r.reason),
+            None => true,
+        };
+        let gave_up = stalled && !was_stalled;
+        let repeat = !changed && !gave_up && failed;
+        (changed || repeat || gave_up).then(|| EventSpec {
             warning: warning.unwrap_or(r.status == "False"),
             reason: r.reason,
             note: event_note.unwrap_or(r.message),
+            repeat,
         })
     });
     Settled {
@@ -369,13 +416,19 @@ mod tests {
         let second = settle(Some(&first.status), Some(1), failed(true), &POLICY, at(30));
         assert_eq!(second.status.failures, 2);
         assert_eq!(second.requeue, Some(Duration::from_secs(60)));
-        assert_eq!(second.event, None, "same failure again is not a new event");
+        let again = second.event.expect("the same failure again is counted");
+        assert!(
+            again.repeat,
+            "in the series of the first, not as a new event"
+        );
+        assert!(!first.event.as_ref().unwrap().repeat);
 
         let third = settle(Some(&second.status), Some(1), failed(true), &POLICY, at(90));
         assert_eq!(third.requeue, None);
         let stalled_cond = cond(&third.status, C::Stalled).unwrap();
         assert!(stalled_cond.message.contains("gave up after 3 attempts"));
-        assert!(third.event.unwrap().warning);
+        let gave_up = third.event.unwrap();
+        assert!(gave_up.warning && !gave_up.repeat, "giving up is news");
         assert!(stalled(Some(&third.status), Some(1)));
         assert!(!stalled(Some(&third.status), Some(2)));
     }
@@ -484,5 +537,103 @@ mod tests {
         let fresh = settle(None, Some(1), Outcome::Suspended, &POLICY, at(1));
         assert_eq!(cond(&fresh.status, C::Ready).unwrap().reason, "Suspended");
         assert_eq!(fresh.event, None);
+    }
+
+    fn checking(reason: &'static str) -> Outcome {
+        Outcome::Checking {
+            reason,
+            message: "Checking revision 1 for drift (run r)".into(),
+            requeue: Duration::from_secs(2),
+        }
+    }
+
+    fn ready(reason: &'static str) -> Outcome {
+        Outcome::Ready {
+            reason,
+            message: "Applied revision 1".into(),
+            requeue: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn routine_checks_keep_ready_and_record_no_events() {
+        let applied = settle(None, Some(1), ready("Applied"), &POLICY, at(0));
+        assert_eq!(applied.event.as_ref().unwrap().reason, "Applied");
+        let mut status = applied.status;
+        for t in 1..50 {
+            let check = settle(
+                Some(&status),
+                Some(1),
+                checking("CheckingDrift"),
+                &POLICY,
+                at(t),
+            );
+            assert_eq!(cond(&check.status, C::Ready).unwrap().status, "True");
+            assert_eq!(cond(&check.status, C::Ready).unwrap().reason, "Applied");
+            assert_eq!(
+                cond(&check.status, C::Reconciling).unwrap().reason,
+                "CheckingDrift"
+            );
+            assert_eq!(check.event, None, "a check is not a change of state");
+            let done = settle(
+                Some(&check.status),
+                Some(1),
+                ready("Applied"),
+                &POLICY,
+                at(t),
+            );
+            assert!(cond(&done.status, C::Reconciling).is_none());
+            assert_eq!(done.event, None, "nothing changed");
+            status = done.status;
+        }
+        // A new generation has no last word yet: the check reads as progress.
+        let fresh = settle(
+            Some(&status),
+            Some(2),
+            checking("Planning"),
+            &POLICY,
+            at(99),
+        );
+        assert_eq!(cond(&fresh.status, C::Ready).unwrap().status, "Unknown");
+        assert_eq!(fresh.event.unwrap().reason, "Planning");
+    }
+
+    #[test]
+    fn a_retry_keeps_the_failure_in_ready() {
+        let first = settle(None, Some(1), failed(true), &POLICY, at(0));
+        let retry = settle(
+            Some(&first.status),
+            Some(1),
+            checking("Planning"),
+            &POLICY,
+            at(30),
+        );
+        assert_eq!(
+            cond(&retry.status, C::Ready).unwrap().reason,
+            "ArtifactFailed"
+        );
+        assert_eq!(retry.event, None);
+        // Succeeding is a change of state.
+        let fixed = settle(
+            Some(&retry.status),
+            Some(1),
+            ready("Applied"),
+            &POLICY,
+            at(40),
+        );
+        assert_eq!(fixed.event.unwrap().reason, "Applied");
+        // Another failure reason is news too.
+        let other = settle(
+            Some(&retry.status),
+            Some(1),
+            Outcome::Failed {
+                reason: "PlanFailed",
+                message: "syntax".into(),
+                retryable: true,
+            },
+            &POLICY,
+            at(40),
+        );
+        assert!(!other.event.unwrap().repeat);
     }
 }
