@@ -167,12 +167,14 @@ async fn apply<K: Kind>(obj: Arc<K>, ctx: &Context, namespace: &str) -> Result<A
                     reason,
                     message,
                     // A watched source kind wakes the object when the source changes; only
-                    // the others are looked at again soon.
-                    requeue: if obj
-                        .common()
-                        .source_ref
-                        .as_ref()
-                        .is_some_and(|r| ctx.settings.watched_sources.contains(&r.kind))
+                    // the others, and an artifact gone from the source's storage (no change
+                    // to the source tells when it is back), are looked at again soon.
+                    requeue: if reason != "ArtifactNotFound"
+                        && obj
+                            .common()
+                            .source_ref
+                            .as_ref()
+                            .is_some_and(|r| ctx.settings.watched_sources.contains(&r.kind))
                     {
                         timing.interval
                     } else {
