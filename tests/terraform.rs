@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use landform::api::{ObjectStatus, Terraform};
@@ -502,16 +503,15 @@ async fn a_lock_left_by_a_killed_runner_is_released_and_the_retry_succeeds() {
         "source": {"oci": {"url": repo, "ref": {"tag": "1"}, "insecure": true}}}),
     )
     .await;
-    let lock = eventually("the apply to hold the state lock", WAIT, || async {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let (lock_id, run) = eventually("the apply to hold the state lock", WAIT, || async {
         let s = api.get("locked").await.ok()?.status?;
-        let applying = s
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.reason == "Applying");
-        s.lock.filter(|_| applying)
+        let run = s.run.filter(|r| r.name.starts_with("locked-apply-"))?.name;
+        let lease = leases.get_opt("lock-tfstate-default-locked").await.ok()??;
+        let id = lease.spec?.holder_identity.filter(|h| !h.is_empty())?;
+        Some((id, run))
     })
     .await;
-    assert!(lock.holder_run.starts_with("locked-apply-"), "{lock:?}");
     kill_runner(&ns);
 
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
@@ -523,10 +523,7 @@ async fn a_lock_left_by_a_killed_runner_is_released_and_the_retry_succeeds() {
             .and_then(|e| e.note)
     })
     .await;
-    assert!(
-        note.contains(&lock.id) && note.contains(&lock.holder_run),
-        "{note}"
-    );
+    assert!(note.contains(&lock_id) && note.contains(&run), "{note}");
     let s = wait_ready(&api, "locked", "Applied").await;
     assert!(s.lock.is_none());
     assert_eq!(state_resources(&client, &ns, "locked").await, 1);

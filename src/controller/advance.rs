@@ -173,12 +173,17 @@ async fn collect_run<K: Kind>(
     };
     let has_result = matches!(result, Ok(Some(_)));
     let lease = obj.state_lease();
-    let lock = match (&lease, &state, has_result) {
-        (Some(lease), RunState::Running, false) => {
+    // A run that ended without a result may have left the state locked. Whose lock it is is
+    // read only then (OpenTofu's lock info says which run took it): reading it all along
+    // would cost a request per look at every run, for the rare run that is lost.
+    if let (Some(lease), RunState::Ended(_) | RunState::Unknown, false) =
+        (&lease, &state, has_result)
+        && let Some(lock) =
             locks::observe(ctx, &ns, lease, &run.name, run.started_at.as_ref()).await
-        }
-        _ => status.lock.clone(),
-    };
+    {
+        status.lock = Some(lock);
+    }
+    let lock = status.lock.clone();
     let released = match (&lease, collect::lock_to_release(status, &state, has_result)) {
         (Some(lease), Some(id)) => Some(
             locks::release(ctx, &ns, lease, id)

@@ -36,7 +36,8 @@ pub struct Found {
     pub state: RunState,
     /// The run's result: `Ok(None)` while it has written none; `Err` when it cannot be read.
     pub result: Result<Option<RunResult>, String>,
-    /// Who holds the state lock now, as status should show it while the run goes.
+    /// The state lock the run holds, as far as the controller knows (read when a run ended
+    /// without a result).
     pub lock: Option<LockStatus>,
     /// For a lost run whose lock the controller tried to release (see [`lock_to_release`]):
     /// `Ok(true)` released, `Ok(false)` no longer held with that ID, `Err` the release failed.
