@@ -154,7 +154,7 @@ impl<'a> PodInputs<'a> {
         Self {
             labels: obj.labels(),
             service_account: common.service_account_name.as_deref(),
-            template: common.runner_pod_template.as_ref(),
+            template: common.runner_pod_template.as_deref(),
             timeout: common.timeout.as_ref().and_then(|t| t.parse().ok()),
         }
     }
