@@ -103,6 +103,10 @@ impl Recorder {
             ..Default::default()
         };
         api.create(&PostParams::default(), &event).await?;
+        // Only failures repeat; remembering every event would cost memory per object.
+        if !warning {
+            return Ok(());
+        }
         let mut series = self.lock();
         if series.len() >= MAX_SERIES {
             series.clear();
