@@ -78,6 +78,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Controller(opts) => {
+            limit_malloc_arenas();
             telemetry::init(opts.log_format);
             let runtime = match runtime(true) {
                 Ok(rt) => rt,
@@ -91,6 +92,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// glibc gives every thread that allocates an arena of its own, and memory freed in one is not
+/// reused by another: the controller's resident memory would grow with its threads (workers,
+/// blocking pool) rather than with its objects. Two arenas serve a process that mostly waits.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
