@@ -30,4 +30,6 @@ pub struct Context {
     pub leadership: Arc<super::leader::Leadership>,
     /// Which objects use each Flux source and depend on each object.
     pub refs: super::refs::Refs,
+    /// Registry clients, kept per set of credentials.
+    pub registries: crate::source::oci::Registries,
 }

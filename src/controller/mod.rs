@@ -502,6 +502,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         },
         leadership,
         refs: Default::default(),
+        registries: Default::default(),
     });
     tracing::info!(
         namespace = opts.namespace.as_deref().unwrap_or("(all)"),

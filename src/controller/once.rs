@@ -53,6 +53,7 @@ pub async fn reconcile_once<K: Kind>(client: Client, obj: K) -> std::io::Result<
         settings: Settings::default(),
         leadership: Arc::new(leader::Leadership::always()),
         refs: Default::default(),
+        registries: Default::default(),
     });
     Ok(match reconcile::reconcile(Arc::new(obj), ctx).await {
         Ok(_) => Once::Done,

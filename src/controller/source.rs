@@ -9,7 +9,7 @@ use crate::api::{ArtifactStatus, CommonSpec, OciSource, SourceRef};
 use crate::source::credentials::{self, Basic};
 use crate::source::fetch::FetchError;
 use crate::source::flux;
-use crate::source::oci::{Registry, Repository};
+use crate::source::oci::Repository;
 
 /// What resolving found.
 #[derive(Debug)]
@@ -117,7 +117,9 @@ async fn resolve_oci(
 ) -> Result<Resolution, SourceError> {
     let repo = Repository::parse(&oci.url)?;
     let creds = registry_credentials(oci, &repo.registry, namespace, ctx).await?;
-    let resolved = Registry::new(oci.insecure, creds)
+    let resolved = ctx
+        .registries
+        .get(oci.insecure, creds)
         .resolve(&repo, oci.reference.as_ref())
         .await?;
     Ok(Resolution::Resolved(ArtifactStatus {

@@ -122,8 +122,65 @@ pub struct Registry {
     auth: RegistryAuth,
 }
 
+/// Registry clients kept for reuse, one per protocol and set of credentials: building a client
+/// sets up TLS (its trust roots) and new connections, which cost more than the request that
+/// resolves a tag. A client caches the tokens its credentials earned, per repository, so one
+/// is never shared between two sets of credentials (it would lend one tenant's token to
+/// another).
+#[derive(Default)]
+pub struct Registries {
+    clients: std::sync::Mutex<std::collections::HashMap<(bool, Option<String>), Client>>,
+}
+
+/// Clients kept at most; past it they are all dropped and built again as needed.
+const MAX_CLIENTS: usize = 256;
+
+impl Registries {
+    /// Registry access with `credentials`, on a kept client when there is one.
+    pub fn get(&self, insecure: bool, credentials: Option<Basic>) -> Registry {
+        // Keyed by a digest of the credentials, so that they are not kept as they are.
+        let key = (
+            insecure,
+            credentials.as_ref().map(|b| {
+                super::digest::sha256(format!("{}\0{}", b.username, b.password).as_bytes())
+                    .to_string()
+            }),
+        );
+        let client = {
+            let mut clients = self
+                .clients
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if clients.len() >= MAX_CLIENTS && !clients.contains_key(&key) {
+                clients.clear();
+            }
+            clients
+                .entry(key)
+                .or_insert_with(|| Registry::client(insecure))
+                .clone()
+        };
+        Registry {
+            client,
+            auth: Registry::auth(credentials),
+        }
+    }
+}
+
 impl Registry {
     pub fn new(insecure: bool, credentials: Option<Basic>) -> Self {
+        Self {
+            client: Self::client(insecure),
+            auth: Self::auth(credentials),
+        }
+    }
+
+    fn auth(credentials: Option<Basic>) -> RegistryAuth {
+        credentials.map_or(RegistryAuth::Anonymous, |b| {
+            RegistryAuth::Basic(b.username, b.password)
+        })
+    }
+
+    fn client(insecure: bool) -> Client {
         crate::tls::init();
         let config = ClientConfig {
             protocol: if insecure {
@@ -136,12 +193,7 @@ impl Registry {
             user_agent: concat!("landform/", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
-        Self {
-            client: Client::new(config),
-            auth: credentials.map_or(RegistryAuth::Anonymous, |b| {
-                RegistryAuth::Basic(b.username, b.password)
-            }),
-        }
+        Client::new(config)
     }
 
     /// Resolves a reference to a manifest digest without downloading any blob: a digest wins
@@ -549,6 +601,33 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_client_serves_one_set_of_credentials_only() {
+        let registries = Registries::default();
+        let basic = |user: &str, password: &str| {
+            Some(Basic {
+                username: user.into(),
+                password: password.into(),
+            })
+        };
+        registries.get(true, None);
+        registries.get(true, None);
+        registries.get(false, None);
+        registries.get(true, basic("team-a", "s3cret"));
+        registries.get(true, basic("team-a", "s3cret"));
+        registries.get(true, basic("team-b", "s3cret"));
+        registries.get(true, basic("team-a", "other"));
+        let clients = registries.clients.lock().unwrap();
+        assert_eq!(clients.len(), 5, "one per protocol and set of credentials");
+        assert!(
+            clients
+                .keys()
+                .filter_map(|(_, k)| k.as_deref())
+                .all(|k| !k.contains("s3cret")),
+            "credentials are kept only as digests"
+        );
+    }
 
     #[test]
     fn tags_are_read_page_by_page_until_a_page_is_short_or_repeats() {
