@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject};
 use landform::api::Terraform;
 use serde_json::json;
 use support::*;
@@ -102,17 +102,7 @@ async fn a_new_flux_revision_to_a_started_and_a_recorded_plan() {
         .unwrap();
         push(module.path(), &url);
         // Fetched now rather than at the source's interval.
-        let now = jiff::Timestamp::now().to_string();
-        repos
-            .patch(
-                "infra",
-                &PatchParams::default(),
-                &Patch::Merge(
-                    json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": now}}}),
-                ),
-            )
-            .await
-            .unwrap();
+        request_reconcile(&repos, "infra").await;
         let deadline = Instant::now() + WAIT;
         let (mut ready, mut started, mut planned) = (None, None, None);
         while planned.is_none() {

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject};
 use landform::api::{ObjectStatus, Terraform};
 use landform::source::digest::Digest;
 use serde_json::json;
@@ -137,17 +137,7 @@ async fn follows_an_oci_repository_and_verifies_its_artifact() {
     )
     .unwrap();
     push(module.path(), &format!("oci://{registry}/{ns}/mod:stable"));
-    let now = jiff::Timestamp::now().to_string();
-    repos
-        .patch(
-            "infra",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": now}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    request_reconcile(&repos, "infra").await;
     let second = artifact_of(&repos, "infra", Some(&first.revision)).await;
     // ... and plans it, so that no run of it is still fetching the artifact below.
     eventually("tf/net to plan the new revision", WAIT, || async {
@@ -164,9 +154,7 @@ async fn follows_an_oci_repository_and_verifies_its_artifact() {
         .join("source-controller");
     let path = second.url.splitn(4, '/').nth(3).unwrap();
     std::fs::remove_file(storage.join(path)).unwrap();
-    tfs.patch("net", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": jiff::Timestamp::now().to_string()}}})))
-        .await
-        .unwrap();
+    request_reconcile(&tfs, "net").await;
     let status = eventually("tf/net to report the missing artifact", WAIT, || async {
         let s = tfs.get("net").await.ok()?.status?;
         (ready_reason(&s)? == "ArtifactNotFound").then_some(s)

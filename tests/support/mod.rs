@@ -677,3 +677,19 @@ pub async fn timed_events(
     found.sort();
     found
 }
+
+/// Asks for an immediate reconcile of `name` (Flux's `reconcile.fluxcd.io/requestedAt`, which
+/// Landform honours too), as `flux reconcile` does.
+pub async fn request_reconcile<K>(api: &Api<K>, name: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let now = jiff::Timestamp::now().to_string();
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": now}}})),
+    )
+    .await
+    .unwrap();
+}

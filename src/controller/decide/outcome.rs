@@ -152,7 +152,8 @@ pub fn settle(
     let before =
         find_condition(&status.conditions, C::Ready).map(|c| (c.status.clone(), c.reason.clone()));
     // A routine run keeps a settled Ready of this generation (see Outcome::Checking).
-    let settled_before = before.as_ref().is_some_and(|(st, _)| st != "Unknown")
+    let keeps_ready = matches!(outcome, Outcome::Checking { .. })
+        && before.as_ref().is_some_and(|(st, _)| st != "Unknown")
         && status.observed_generation == generation;
     let was_stalled = find_condition(&status.conditions, C::Stalled).is_some();
     // A new generation is a fresh start: earlier failures say nothing about the new spec.
@@ -170,22 +171,6 @@ pub fn settle(
     let mut warning = None;
 
     let requeue = match outcome {
-        Outcome::Checking {
-            reason,
-            message,
-            requeue,
-        } if settled_before => {
-            set_condition(
-                conds,
-                C::Reconciling,
-                S::True,
-                reason,
-                &message,
-                generation,
-                now,
-            );
-            Some(requeue)
-        }
         Outcome::Progressing {
             reason,
             message,
@@ -196,15 +181,18 @@ pub fn settle(
             message,
             requeue,
         } => {
-            set_condition(
-                conds,
-                C::Ready,
-                S::Unknown,
-                reason,
-                &message,
-                generation,
-                now.clone(),
-            );
+            if !keeps_ready {
+                set_condition(
+                    conds,
+                    C::Ready,
+                    S::Unknown,
+                    reason,
+                    &message,
+                    generation,
+                    now.clone(),
+                );
+                remove_condition(conds, C::Stalled);
+            }
             set_condition(
                 conds,
                 C::Reconciling,
@@ -214,7 +202,6 @@ pub fn settle(
                 generation,
                 now,
             );
-            remove_condition(conds, C::Stalled);
             // Not a success: a retry is a run in flight, so the failures it retries still
             // count (only success, a new generation or a new artifact starts afresh).
             Some(requeue)
