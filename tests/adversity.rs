@@ -71,11 +71,19 @@ async fn failures_back_off_doubling_and_stall_after_max_retries() {
 
     // One Warning for the failure, whose series counts the retries that failed the same way,
     // and one when the object gives up: not one per attempt.
-    let failures: Vec<_> = events_about(&client, &ns, "broken")
-        .await
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("PlanFailed"))
-        .collect();
+    // Recorded right after the status that says it gave up.
+    let failures = eventually("the event saying it gave up", WAIT, || async {
+        let failures: Vec<_> = events_about(&client, &ns, "broken")
+            .await
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("PlanFailed"))
+            .collect();
+        failures
+            .iter()
+            .any(|e| e.note.as_deref().is_some_and(|n| n.contains("gave up")))
+            .then_some(failures)
+    })
+    .await;
     let notes: Vec<_> = failures
         .iter()
         .map(|e| e.note.clone().unwrap_or_default())

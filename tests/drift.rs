@@ -61,7 +61,15 @@ async fn changes_behind_the_controllers_back_are_reported_and_cleared() {
 
     // Checks that find nothing change nothing users read and record no events: counted once
     // three more checks are seen to have finished.
-    let before = events_about(&client, &ns, "files").await.len();
+    // The first check's own events are recorded right after its status (Ready turns True).
+    let before = eventually("the Applied event", WAIT, || async {
+        let events = events_about(&client, &ns, "files").await;
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Applied"))
+            .then_some(events.len())
+    })
+    .await;
     let mut seen = s.drift.and_then(|d| d.last_checked_at).unwrap().0;
     for _ in 0..3 {
         seen = eventually("another drift check", WAIT, || async {
