@@ -562,3 +562,34 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     tracing::info!("stopped");
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_what_decisions_read_and_drops_the_rest() {
+        let mut tf: Terraform = serde_json::from_value(serde_json::json!({
+            "apiVersion": "landform.dev/v1alpha1", "kind": "Terraform",
+            "metadata": {"name": "vpc", "namespace": "team",
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"a whole\": \"copy\"}",
+                    "reconcile.fluxcd.io/requestedAt": "now"},
+                "labels": {"sharding.fluxcd.io/key": "blue"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"interval": "1m", "sourceRef": {"kind": "GitRepository", "name": "infra"}}
+        }))
+        .unwrap();
+        slim(&mut tf);
+        assert_eq!(tf.metadata.managed_fields, None);
+        let annotations = tf.annotations();
+        assert!(!annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+        assert_eq!(
+            annotations
+                .get(crate::api::REQUESTED_AT)
+                .map(String::as_str),
+            Some("now")
+        );
+        assert_eq!(tf.labels().len(), 1, "labels decide the runner pods' shard");
+    }
+}
