@@ -272,19 +272,25 @@ fn slim<K: kube::Resource>(obj: &mut K) {
     }
 }
 
-/// The objects of this shard that refer to `target` (from the index; the store only confirms
-/// each one is still there).
+/// The objects of this shard that refer to `target` (from the index; the store confirms each
+/// one is still there). One that is gone is forgotten: an object deleted without a finalizer
+/// (suspended before it ever ran) is never reconciled again to remove its entry, and the
+/// store holds every object before its first reconcile records one.
 fn referring<K: kinds::Kind>(
     ctx: &Context,
     store: &kube::runtime::reflector::Store<K>,
     target: &refs::Target,
 ) -> Vec<ObjectRef<K>> {
-    ctx.refs
-        .referrers(K::KIND, target)
-        .into_iter()
-        .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
-        .filter(|r| store.get(r).is_some())
-        .collect()
+    let mut found = vec![];
+    for (ns, name) in ctx.refs.referrers(K::KIND, target) {
+        let r = ObjectRef::new(&name).within(&ns);
+        if store.get(&r).is_some() {
+            found.push(r);
+        } else {
+            ctx.refs.remove(&(K::KIND, ns, name));
+        }
+    }
+    found
 }
 
 async fn run_kind<K: kinds::Kind>(
